@@ -1,0 +1,44 @@
+import json
+import subprocess
+import sys
+
+
+def run(*args, check=True):
+    result = subprocess.run([sys.executable, "-m", "vqvae", *args], capture_output=True, text=True, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_help_explains_each_command():
+    out = run("--help").stdout
+    assert "train" in out and "evaluate" in out
+    train_help = run("train", "--help").stdout
+    for flag in ("--preset", "--out", "--steps", "--minutes", "--quantizer", "--K", "--D", "--resume", "--seed"):
+        assert flag in train_help
+
+
+def test_train_resume_and_evaluate_json(tmp_path):
+    out = tmp_path / "run"
+    run("train", "--preset", "digits-tiny", "--out", str(out), "--steps", "10", "--no-eval")
+    run("train", "--out", str(out), "--resume", "--steps", "20")
+    metrics = json.loads(run("evaluate", str(out), "--json").stdout)
+    assert metrics["train_steps"] == 20
+    assert metrics["split"] == "test" and metrics["images"] == 179
+    assert 0 < metrics["mse"] < 1 and metrics["psnr_db"] > 0
+    assert metrics["codes_used"] + metrics["dead_codes"] == metrics["num_embeddings"] == 32
+    assert metrics["bits_per_image_uniform"] == 4 * 4 * 5
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+
+
+def test_bad_settings_give_a_clear_message(tmp_path):
+    result = run("train", "--preset", "digits-tiny", "--out", str(tmp_path / "x"), "--K", "0", check=False)
+    assert result.returncode == 2
+    assert "num_embeddings (K) must be at least 2" in result.stderr
+    assert "Traceback" not in result.stderr
+    missing = run("evaluate", str(tmp_path / "nothing"), check=False)
+    assert missing.returncode == 2 and "no checkpoint folder" in missing.stderr
+    bad_data = run(
+        "train", "--preset", "digits-tiny", "--out", str(tmp_path / "y"), "--data", "folder:/nope", check=False
+    )
+    assert bad_data.returncode == 2 and "no such file or folder" in bad_data.stderr

@@ -1,0 +1,236 @@
+"""The checkpoint folder: save, load and validate (see DESIGN.md, "A checkpoint folder").
+
+    config.json           settings to rebuild every module, plus the format version
+    vqvae.safetensors     the VQ-VAE weights and buffers
+    train_state.safetensors  everything a resume needs, in one file: weights, optimiser, RNG
+    history.json          training curves
+    metrics.json          what `python -m vqvae evaluate` measured
+
+Weights are safetensors and settings JSON, so loading a folder can never run code.
+Every file is written atomically (temp file in the same folder, fsync, os.replace),
+so a crash leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+
+from .config import TrainConfig, VQVAEConfig, to_dict, train_config_from_dict, vqvae_config_from_dict
+from .errors import CheckpointError
+from .model import VQVAE
+
+FORMAT_VERSION = 1
+CONFIG = "config.json"
+WEIGHTS = "vqvae.safetensors"
+TRAIN_STATE = "train_state.safetensors"
+HISTORY = "history.json"
+METRICS = "metrics.json"
+MAX_FILE_BYTES = 2 * 1024**3
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write data to path so that readers see the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, allow_nan=False) + "\n").encode())
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError as error:
+        raise CheckpointError(f"{path.name} is missing from {path.parent}") from error
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path} is not valid JSON: {error}") from error
+
+
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"refusing to save {path.name}: {name} holds NaN or Inf values")
+    contiguous = {name: t.detach().contiguous().cpu() for name, t in tensors.items()}
+    atomic_write_bytes(path, save_safetensors_bytes(contiguous, metadata=metadata))
+
+
+def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file; any defect is a CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path.name} is missing from {path.parent}")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise CheckpointError(f"{path} is larger than {MAX_FILE_BYTES >> 30} GiB")
+    data = path.read_bytes()
+    try:
+        tensors = load_safetensors_bytes(data)
+        header_len = int.from_bytes(data[:8], "little")
+        metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__", {}) or {}
+    except Exception as error:  # safetensors raises its own and builtin types for bad files
+        raise CheckpointError(f"{path} is not a valid safetensors file: {error}") from error
+    return tensors, metadata
+
+
+def check_state_dict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """Same names, same shapes, finite values: else a CheckpointError naming the difference."""
+    expected = module.state_dict()
+    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{source} does not match its config.json: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    for name, tensor in tensors.items():
+        if tensor.shape != expected[name].shape:
+            raise CheckpointError(
+                f"{source}: {name} has shape {tuple(tensor.shape)}, config.json asks for {tuple(expected[name].shape)}"
+            )
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{source}: {name} holds NaN or Inf values")
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint folder: the model in eval mode and what was recorded beside it."""
+
+    path: Path
+    config: VQVAEConfig
+    train_config: TrainConfig | None
+    model: VQVAE
+    history: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. data_variance, training time
+
+
+def save_config(folder: Path, config: VQVAEConfig, train_config: TrainConfig, extra: dict[str, Any]) -> None:
+    atomic_write_json(
+        Path(folder) / CONFIG,
+        {"format_version": FORMAT_VERSION, "vqvae": to_dict(config), "train": to_dict(train_config), "extra": extra},
+    )
+
+
+def load_config(folder: Path) -> tuple[VQVAEConfig, TrainConfig | None, dict[str, Any]]:
+    path = Path(folder) / CONFIG
+    raw = read_json(path)
+    if not isinstance(raw, dict) or raw.get("format_version") != FORMAT_VERSION:
+        version = raw.get("format_version") if isinstance(raw, dict) else None
+        raise CheckpointError(f"{path}: format_version {version!r} is not {FORMAT_VERSION}")
+    try:
+        config = vqvae_config_from_dict(raw["vqvae"])
+        train = train_config_from_dict(raw["train"]) if raw.get("train") else None
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path} has an invalid setting: {error}") from error
+    return config, train, dict(raw.get("extra") or {})
+
+
+def save_weights(folder: Path, model: VQVAE, step: int) -> None:
+    write_tensors(Path(folder) / WEIGHTS, model.state_dict(), metadata={"step": str(step)})
+
+
+def load_checkpoint(folder: str | Path) -> Checkpoint:
+    """Rebuild the VQ-VAE from config.json and load its validated weights (eval mode)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"no checkpoint folder at {folder}")
+    config, train, extra = load_config(folder)
+    model = VQVAE(config)
+    tensors, _ = read_tensors(folder / WEIGHTS)
+    check_state_dict(model, tensors, folder / WEIGHTS)
+    model.load_state_dict(tensors)
+    model.eval()
+    history = read_json(folder / HISTORY) if (folder / HISTORY).exists() else []
+    metrics = read_json(folder / METRICS) if (folder / METRICS).exists() else {}
+    return Checkpoint(folder, config, train, model, history, metrics, extra)
+
+
+# --- train state: one file holding all a resume needs ---------------------------------
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimizer state -> flat tensors + JSON-able rest (param_groups, scalar state)."""
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, slots in state["state"].items():
+        for slot, value in slots.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{index}.{slot}"] = value
+            else:
+                scalars[f"{index}.{slot}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _optimizer_state(tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        _, index, slot = name.split(".", 2)
+        state.setdefault(int(index), {})[slot] = value
+    for name, value in rest["scalars"].items():
+        index, slot = name.split(".", 1)
+        state.setdefault(int(index), {})[slot] = value
+    return {"state": state, "param_groups": rest["param_groups"]}
+
+
+@dataclass
+class TrainState:
+    step: int
+    elapsed_s: float
+    rng_state: torch.Tensor  # torch's global generator: codebook init and restarts draw from it
+
+
+def save_train_state(
+    folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState, name: str = TRAIN_STATE
+) -> None:
+    optim_tensors, optim_rest = _optimizer_tensors(optimizer)
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | optim_tensors
+    tensors["rng.torch"] = state.rng_state
+    metadata = {
+        "format_version": str(FORMAT_VERSION),
+        "step": str(state.step),
+        "elapsed_s": repr(state.elapsed_s),
+        "optimizer": json.dumps(optim_rest),
+    }
+    write_tensors(Path(folder) / name, tensors, metadata)
+
+
+def load_train_state(
+    folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, name: str = TRAIN_STATE
+) -> TrainState:
+    """Restore model, optimizer and RNG from the train state file; returns where training stood."""
+    path = Path(folder) / name
+    tensors, metadata = read_tensors(path)
+    model_tensors = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    check_state_dict(model, model_tensors, path)
+    try:
+        optim_state = _optimizer_state(
+            {k: v for k, v in tensors.items() if k.startswith("optim.")}, json.loads(metadata["optimizer"])
+        )
+        model.load_state_dict(model_tensors)
+        optimizer.load_state_dict(optim_state)
+        return TrainState(int(metadata["step"]), float(metadata["elapsed_s"]), tensors["rng.torch"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as error:
+        raise CheckpointError(f"{path} cannot be resumed from: {error}") from error

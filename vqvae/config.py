@@ -1,0 +1,184 @@
+"""Configuration dataclasses for every component, and the named presets.
+
+Defaults follow van den Oord et al. 2017, "Neural Discrete Representation
+Learning" (VQ-VAE); each default names its source. The config travels inside
+every checkpoint folder, so a model is always rebuilt from its own settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+QUANTIZER_UPDATES = ("ema", "loss")
+CODEBOOK_INITS = ("uniform", "samples", "kmeans")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass
+class QuantizerConfig:
+    """The codebook e in R^{K x D} and how it learns (section 3.1, appendix A.1)."""
+
+    num_embeddings: int = 512  # K
+    embedding_dim: int = 64  # D
+    commitment_cost: float = 0.25  # beta, equation 3
+    update: str = "ema"  # "ema" (appendix A.1) or "loss" (the codebook term of equation 3)
+    decay: float = 0.99  # EMA decay, appendix A.1
+    epsilon: float = 1e-5  # Laplace smoothing of the EMA cluster sizes
+    init: str = "kmeans"  # "uniform" (the paper), "samples" or "kmeans" of the first batch's z_e
+    kmeans_iters: int = 10
+    dead_code_steps: int = 0  # re-seed a code unused for this many steps; 0 turns restarts off
+    dead_code_usage: float = 0.0  # ...or whose running usage is below this fraction of the mean
+    cosine: bool = False  # l2-normalise z_e and the codes before the nearest-code search
+
+    def __post_init__(self) -> None:
+        _check(self.num_embeddings >= 2, "num_embeddings (K) must be at least 2")
+        _check(self.num_embeddings <= 65536, "num_embeddings (K) must be at most 65536")
+        _check(1 <= self.embedding_dim <= 4096, "embedding_dim (D) must be between 1 and 4096")
+        _check(
+            math.isfinite(self.commitment_cost) and self.commitment_cost >= 0,
+            "commitment_cost (beta) must be a finite number >= 0",
+        )
+        _check(self.update in QUANTIZER_UPDATES, f"update must be one of {QUANTIZER_UPDATES}")
+        _check(0.0 <= self.decay < 1.0, "decay must satisfy 0 <= decay < 1")
+        _check(0.0 < self.epsilon < 1.0, "epsilon must satisfy 0 < epsilon < 1")
+        _check(self.init in CODEBOOK_INITS, f"init must be one of {CODEBOOK_INITS}")
+        _check(self.kmeans_iters >= 0, "kmeans_iters must be >= 0")
+        _check(self.dead_code_steps >= 0, "dead_code_steps must be >= 0 (0 turns restarts off)")
+        _check(0.0 <= self.dead_code_usage < 1.0, "dead_code_usage must satisfy 0 <= fraction < 1")
+        _check(
+            self.dead_code_usage == 0 or self.dead_code_steps > 0,
+            "dead_code_usage needs restarts on (dead_code_steps > 0)",
+        )
+
+
+@dataclass
+class ModelConfig:
+    """Encoder and decoder (section 4.1): stride-2 4x4 convs, a 3x3 conv, residual blocks."""
+
+    in_channels: int = 1
+    image_size: int = 28
+    downsample: int = 4  # 2, 4 or 8: the latent grid is image_size / downsample on a side
+    hidden_channels: int = 128
+    residual_channels: int = 32
+    num_residual_blocks: int = 2  # the paper uses 2
+
+    def __post_init__(self) -> None:
+        _check(self.in_channels in (1, 3), "in_channels must be 1 (grey) or 3 (colour)")
+        _check(self.downsample in (2, 4, 8), "downsample must be 2, 4 or 8")
+        _check(
+            self.image_size >= self.downsample and self.image_size % self.downsample == 0,
+            f"image_size {self.image_size} must be a multiple of downsample {self.downsample}",
+        )
+        _check(self.image_size <= 512, "image_size must be at most 512")
+        _check(1 <= self.hidden_channels <= 1024, "hidden_channels must be between 1 and 1024")
+        _check(1 <= self.residual_channels <= 1024, "residual_channels must be between 1 and 1024")
+        _check(0 <= self.num_residual_blocks <= 16, "num_residual_blocks must be between 0 and 16")
+
+    @property
+    def latent_size(self) -> int:
+        return self.image_size // self.downsample
+
+
+@dataclass
+class VQVAEConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+
+    @property
+    def latent_shape(self) -> tuple[int, int]:
+        return (self.model.latent_size, self.model.latent_size)
+
+
+@dataclass
+class TrainConfig:
+    """How one training run goes. `steps` and `minutes` may both be set: the first to come ends it."""
+
+    data: str = "mnist5k"
+    steps: int | None = None
+    minutes: float | None = None
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    lr_decay: bool = True  # cosine decay to 5% over `steps` (a fixed-step run only)
+    seed: int = 0
+    log_every: int = 25
+    save_every: int = 500
+
+    def __post_init__(self) -> None:
+        _check(self.steps is not None or self.minutes is not None, "set steps or minutes")
+        if self.steps is not None:
+            _check(1 <= self.steps <= 10_000_000, "steps must be between 1 and 10,000,000")
+        if self.minutes is not None:
+            _check(
+                math.isfinite(self.minutes) and 0 < self.minutes <= 7 * 24 * 60,
+                "minutes must be > 0 and at most a week",
+            )
+        _check(1 <= self.batch_size <= 65536, "batch_size must be between 1 and 65536")
+        _check(
+            math.isfinite(self.learning_rate) and 0 < self.learning_rate <= 1,
+            "learning_rate must be a finite number in (0, 1]",
+        )
+        _check(self.log_every >= 1, "log_every must be >= 1")
+        _check(self.save_every >= 1, "save_every must be >= 1")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def vqvae_config_from_dict(data: dict[str, Any]) -> VQVAEConfig:
+    """Rebuild a VQVAEConfig; unknown or missing keys and bad values raise ValueError/TypeError."""
+    return VQVAEConfig(model=ModelConfig(**data["model"]), quantizer=QuantizerConfig(**data["quantizer"]))
+
+
+def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    return TrainConfig(**data)
+
+
+@dataclass(frozen=True)
+class Preset:
+    vqvae: VQVAEConfig
+    train: TrainConfig
+
+
+def _mnist() -> Preset:
+    return Preset(
+        vqvae=VQVAEConfig(
+            model=ModelConfig(in_channels=1, image_size=28, downsample=4, hidden_channels=64),
+            quantizer=QuantizerConfig(num_embeddings=512, embedding_dim=64, dead_code_steps=50, dead_code_usage=0.1),
+        ),
+        train=TrainConfig(data="mnist5k", minutes=2, batch_size=64, learning_rate=3e-3),
+    )
+
+
+def _digits_tiny() -> Preset:
+    """A few channels on sklearn's 8x8 digits: the size the test suite trains at."""
+    return Preset(
+        vqvae=VQVAEConfig(
+            model=ModelConfig(
+                in_channels=1,
+                image_size=8,
+                downsample=2,
+                hidden_channels=16,
+                residual_channels=8,
+                num_residual_blocks=1,
+            ),
+            quantizer=QuantizerConfig(num_embeddings=32, embedding_dim=8, dead_code_steps=10),
+        ),
+        train=TrainConfig(data="digits", steps=50, batch_size=64, log_every=5, save_every=25),
+    )
+
+
+PRESETS = {"mnist": _mnist, "digits-tiny": _digits_tiny}
+
+
+def preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]()

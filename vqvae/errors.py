@@ -1,0 +1,17 @@
+"""The project's own error types: what a user can cause, with a message they can act on."""
+
+
+class VQVAEError(Exception):
+    """Base class for every error a user of vqvae-explorer can cause."""
+
+
+class DataError(VQVAEError):
+    """A data source that cannot be read: bad path, unreadable file, wrong format."""
+
+
+class CheckpointError(VQVAEError):
+    """A checkpoint folder that is missing, incomplete, corrupted or mismatched."""
+
+
+class TrainingError(VQVAEError):
+    """A training run that cannot start or cannot go on (bad settings, non-finite loss)."""

@@ -1,0 +1,249 @@
+"""One training loop, for the VQ-VAE now and the prior after it.
+
+The loop knows nothing of the model it trains (minGPT's Trainer): a `Task` hands
+it batches and a loss, and it handles the rest the same way for both: Adam with
+cosine decay, a non-finite check on every step, progress events, history curves,
+periodic atomic saves, exact resume and a cooperative stop.
+
+The VQ-VAE objective (equation 3 of van den Oord et al. 2017):
+    L = ||x - D(z_q)||^2 / Var(x) + ||sg[z_e] - e||^2 + beta ||z_e - sg[e]||^2
+The reconstruction term is divided by the training data's pixel variance, so its
+scale does not depend on the data set (as in the paper authors' Sonnet example).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import checkpoint as ckpt
+from .config import TrainConfig, VQVAEConfig
+from .data import Split, load_split
+from .errors import CheckpointError, TrainingError
+from .model import VQVAE
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainEvent:
+    """What every long job reports: the CLI shows it with tqdm, the app with live plots."""
+
+    kind: str  # "start", "log", "save" or "end"
+    step: int
+    total_steps: int | None
+    elapsed_s: float
+    progress: float  # 0..1, by steps or minutes, whichever is further along
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+EventCallback = Callable[[TrainEvent], None]
+
+
+class Task:
+    """What the loop trains: a model, its batches and its loss."""
+
+    model: torch.nn.Module
+
+    def batch(self, step: int) -> Any:
+        raise NotImplementedError
+
+    def loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss to minimise and the scalars to average over a log window."""
+        raise NotImplementedError
+
+    def window_metrics(self) -> dict[str, float]:
+        """Metrics over the steps since the last log (e.g. codes used); resets the window."""
+        return {}
+
+    def save_weights(self, folder: Path, step: int) -> None:
+        raise NotImplementedError
+
+
+class EpochSampler:
+    """Batch rows for step s as a pure function of (seed, s): resume needs no sampler state."""
+
+    def __init__(self, num_items: int, batch_size: int, seed: int):
+        if num_items == 0:
+            raise TrainingError("the training data is empty")
+        if batch_size > num_items:
+            raise TrainingError(f"batch size {batch_size} is larger than the {num_items} training images")
+        self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
+        self.per_epoch = num_items // batch_size
+        self._epoch, self._order = -1, torch.empty(0, dtype=torch.int64)
+
+    def rows(self, step: int) -> torch.Tensor:
+        epoch, position = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch, self._order = epoch, torch.randperm(self.num_items, generator=generator)
+        return self._order[position * self.batch_size : (position + 1) * self.batch_size]
+
+
+def progress(step: int, elapsed_s: float, config: TrainConfig) -> float:
+    parts = []
+    if config.steps is not None:
+        parts.append(step / config.steps)
+    if config.minutes is not None:
+        parts.append(elapsed_s / (config.minutes * 60))
+    return min(1.0, max(parts))
+
+
+def learning_rate(config: TrainConfig, done: float) -> float:
+    """Cosine decay from the base rate to 5% of it over the run."""
+    if not config.lr_decay:
+        return config.learning_rate
+    return config.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
+
+
+def train_loop(
+    task: Task,
+    config: TrainConfig,
+    folder: Path,
+    *,
+    resume: bool = False,
+    on_event: EventCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[dict[str, Any]]:
+    """Train until `config.steps` or `config.minutes` (or a stop); returns the history."""
+    emit = on_event or (lambda event: None)
+    optimizer = torch.optim.Adam(task.model.parameters(), lr=config.learning_rate)
+    step, elapsed, history = 0, 0.0, []
+    if resume:
+        state = ckpt.load_train_state(folder, task.model, optimizer)
+        torch.set_rng_state(state.rng_state)
+        step, elapsed = state.step, state.elapsed_s
+        if (folder / ckpt.HISTORY).exists():
+            history = [row for row in ckpt.read_json(folder / ckpt.HISTORY) if row["step"] <= step]
+    task.model.train()
+    sums: dict[str, float] = {}
+    window_steps = 0
+    start = time.perf_counter() - elapsed
+    emit(TrainEvent("start", step, config.steps, elapsed, progress(step, elapsed, config)))
+
+    def save() -> None:
+        state = ckpt.TrainState(step, time.perf_counter() - start, torch.get_rng_state())
+        ckpt.save_train_state(folder, task.model, optimizer, state)
+        task.save_weights(folder, step)
+        ckpt.atomic_write_json(folder / ckpt.HISTORY, history)
+        emit(TrainEvent("save", step, config.steps, state.elapsed_s, progress(step, state.elapsed_s, config)))
+
+    last_saved = step
+    while progress(step, time.perf_counter() - start, config) < 1.0 and not (should_stop and should_stop()):
+        lr = learning_rate(config, progress(step, time.perf_counter() - start, config))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss, scalars = task.loss(task.batch(step))
+        if not bool(torch.isfinite(loss)):
+            raise TrainingError(
+                f"the loss became {loss.item()} at step {step + 1}; training stopped and the last "
+                f"checkpoint (step {last_saved}) was kept. A lower learning rate may help."
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        window_steps += 1
+        for name, value in scalars.items():
+            sums[name] = sums.get(name, 0.0) + value
+        if step % config.log_every == 0:
+            elapsed = time.perf_counter() - start
+            row = {"step": step, "time_s": round(elapsed, 3), "lr": lr}
+            row |= {name: total / window_steps for name, total in sums.items()} | task.window_metrics()
+            history.append(row)
+            sums, window_steps = {}, 0
+            emit(TrainEvent("log", step, config.steps, elapsed, progress(step, elapsed, config), row))
+        if step % config.save_every == 0:
+            save()
+            last_saved = step
+    if last_saved != step or not (folder / ckpt.TRAIN_STATE).exists():
+        save()
+    elapsed = time.perf_counter() - start
+    emit(
+        TrainEvent("end", step, config.steps, elapsed, progress(step, elapsed, config), history[-1] if history else {})
+    )
+    return history
+
+
+class VQVAETask(Task):
+    """Batches of training images and the loss of equation 3."""
+
+    def __init__(self, model: VQVAE, images: torch.Tensor, config: TrainConfig, data_variance: float):
+        self.model, self.images, self.data_variance = model, images, data_variance
+        self.sampler = EpochSampler(images.shape[0], config.batch_size, config.seed)
+        self.window_counts = torch.zeros(model.num_embeddings, dtype=torch.int64)
+
+    def batch(self, step: int) -> torch.Tensor:
+        return self.images[self.sampler.rows(step)]
+
+    def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        out = self.model(x)
+        reconstruction = torch.nn.functional.mse_loss(out.x_hat, x)
+        loss = reconstruction / self.data_variance + out.vq.loss
+        self.window_counts += out.vq.counts
+        return loss, {
+            "loss": loss.item(),
+            "reconstruction_mse": reconstruction.item(),
+            "codebook_loss": out.vq.codebook_loss.item(),
+            "commitment_loss": out.vq.commitment_loss.item(),
+            "perplexity": out.vq.perplexity.item(),
+        }
+
+    def window_metrics(self) -> dict[str, float]:
+        used = int((self.window_counts > 0).sum())
+        self.window_counts.zero_()
+        return {"codes_used": used, "codes_used_fraction": used / self.model.num_embeddings}
+
+    def save_weights(self, folder: Path, step: int) -> None:
+        ckpt.save_weights(folder, self.model, step)
+
+
+@dataclass
+class TrainResult:
+    folder: Path
+    step: int
+    elapsed_s: float
+    history: list[dict[str, Any]]
+
+
+def train_vqvae(
+    config: VQVAEConfig,
+    train_config: TrainConfig,
+    folder: str | Path,
+    *,
+    resume: bool = False,
+    on_event: EventCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    data: Split | None = None,
+) -> TrainResult:
+    """Train a VQ-VAE into `folder`; with resume=True continue the run saved there exactly."""
+    folder = Path(folder)
+    if not resume and (folder / ckpt.CONFIG).exists():
+        raise TrainingError(f"{folder} already holds a checkpoint; resume it or choose another folder")
+    if resume and not (folder / ckpt.TRAIN_STATE).exists():
+        raise CheckpointError(f"{folder} has no {ckpt.TRAIN_STATE} to resume from")
+    split = data or load_split(train_config.data, config.model.image_size, config.model.in_channels)
+    images = split.train.images
+    if resume:
+        data_variance = float(ckpt.load_config(folder)[2]["data_variance"])
+    else:
+        if not bool(torch.isfinite(images).all()):
+            raise TrainingError("the training images hold NaN or Inf values")
+        data_variance = float(images.var()) or 1.0
+        extra = {"data_variance": data_variance, "class_names": split.train.class_names, "train_images": len(images)}
+        ckpt.save_config(folder, config, train_config, extra)
+    torch.manual_seed(train_config.seed)
+    model = VQVAE(config)
+    task = VQVAETask(model, images, train_config, data_variance)
+    history = train_loop(task, train_config, folder, resume=resume, on_event=on_event, should_stop=should_stop)
+    state_step = history[-1]["step"] if history else 0
+    elapsed = history[-1]["time_s"] if history else 0.0
+    log.info("trained %s to step %d in %.1f s", folder, state_step, elapsed)
+    return TrainResult(folder, state_step, elapsed, history)
