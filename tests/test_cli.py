@@ -42,3 +42,13 @@ def test_bad_settings_give_a_clear_message(tmp_path):
         "train", "--preset", "digits-tiny", "--out", str(tmp_path / "y"), "--data", "folder:/nope", check=False
     )
     assert bad_data.returncode == 2 and "no such file or folder" in bad_data.stderr
+
+
+def test_reconstruct_writes_inputs_above_reconstructions(tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "run"
+    run("train", "--preset", "digits-tiny", "--out", str(out), "--steps", "5", "--no-eval")
+    run("reconstruct", str(out), "--n", "4", "--scale", "1", "--out", str(tmp_path / "r.png"))
+    with Image.open(tmp_path / "r.png") as picture:
+        assert picture.size == (2 + 4 * 10, 2 + 2 * 10)  # 4 columns, 2 rows of 8x8 tiles, 2 px padding

@@ -89,3 +89,9 @@ def test_epoch_sampler_visits_every_image_once_per_epoch():
     assert len(set(epoch.tolist())) == 9
     assert torch.equal(EpochSampler(10, 3, seed=1).rows(4), sampler.rows(4))
     assert not torch.equal(sampler.rows(0), sampler.rows(3))
+
+
+def test_a_time_limit_ends_the_run(tiny, tmp_path):
+    result = train_vqvae(tiny.vqvae, dataclasses.replace(tiny.train, steps=None, minutes=0.01), tmp_path)
+    assert 0 < result.step < 10_000
+    assert ckpt.load_checkpoint(tmp_path).history[-1]["step"] <= result.step

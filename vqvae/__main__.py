@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
@@ -13,8 +14,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from .checkpoint import load_checkpoint, load_config
+from .config import TrainConfig, VQVAEConfig, preset
+from .data import load_split
 from .errors import VQVAEError
-from .train import TrainEvent
+from .evaluate import evaluate_checkpoint, reconstruction_pairs
+from .images import grid
+from .train import TrainEvent, train_vqvae
 
 
 def _train_parser(commands: argparse._SubParsersAction) -> None:
@@ -38,6 +44,7 @@ def _train_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--minutes", type=float, help="stop after this many minutes of training (total)")
     p.add_argument(
         "--quantizer",
+        dest="update",
         choices=["ema", "loss"],
         help="codebook update: exponential moving "
         "averages (appendix A.1) or the codebook loss term of equation 3 [default: ema]",
@@ -50,8 +57,13 @@ def _train_parser(commands: argparse._SubParsersAction) -> None:
         help="codebook initialisation: "
         "uniform random (the paper), or samples / k-means of the first batch's encoder outputs",
     )
-    p.add_argument("--dead-code-steps", type=int, help="re-seed a code unused for this many steps (0: never)")
-    p.add_argument("--cosine", action="store_true", help="l2-normalised codes and encoder outputs")
+    p.add_argument("--dead-code-steps", type=int, help="re-seed a code unused for this many steps (0: no restarts)")
+    p.add_argument(
+        "--dead-code-usage",
+        type=float,
+        help="also re-seed a code whose recent usage is below this fraction of the mean code's (0: off)",
+    )
+    p.add_argument("--cosine", action="store_const", const=True, help="l2-normalised codes and encoder outputs")
     p.add_argument("--batch-size", type=int, help="images per step")
     p.add_argument("--lr", type=float, dest="learning_rate", help="Adam learning rate (cosine-decayed to 5%%)")
     p.add_argument("--hidden", type=int, dest="hidden_channels", help="encoder/decoder channels")
@@ -71,6 +83,19 @@ def _evaluate_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
+def _reconstruct_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "reconstruct",
+        help="save held-out images above their reconstructions as one PNG",
+        description="Encode held-out images to codes, decode the codes, and save inputs (top row) "
+        "above reconstructions (bottom row).",
+    )
+    p.add_argument("checkpoint", type=Path, help="checkpoint folder")
+    p.add_argument("--n", type=int, default=16, help="how many held-out images [default: 16]")
+    p.add_argument("--scale", type=int, default=3, help="enlarge each pixel this many times [default: 3]")
+    p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m vqvae",
@@ -79,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _train_parser(commands)
     _evaluate_parser(commands)
+    _reconstruct_parser(commands)
     return parser
 
 
@@ -115,37 +141,34 @@ def _progress_bar() -> Callable[[TrainEvent], None]:
     return on_event
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    import dataclasses
+QUANTIZER_FLAGS = ("num_embeddings", "embedding_dim", "update", "init", "dead_code_steps", "dead_code_usage", "cosine")
+MODEL_FLAGS = ("hidden_channels",)
+TRAIN_FLAGS = ("data", "batch_size", "learning_rate", "seed")
 
-    from . import checkpoint as ckpt
-    from .config import QuantizerConfig, preset
-    from .evaluate import evaluate_checkpoint
-    from .train import train_vqvae
 
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _run_settings(args: argparse.Namespace) -> tuple[VQVAEConfig, TrainConfig]:
+    """The preset with the flags given on top; on --resume, the folder's own settings (length may grow)."""
     if args.resume:
-        config, train_config, _ = ckpt.load_config(args.out)
+        config, train_config, _ = load_config(args.out)
         if train_config is None:
             raise VQVAEError(f"{args.out} has no training settings to resume")
-        changes = {k: v for k, v in (("steps", args.steps), ("minutes", args.minutes)) if v is not None}
-        train_config = dataclasses.replace(train_config, **changes)
-    else:
-        chosen = preset(args.preset)
-        config, train_config = chosen.vqvae, chosen.train
-        q = {k: getattr(args, k) for k in ("num_embeddings", "embedding_dim", "init", "dead_code_steps")}
-        q = {k: v for k, v in q.items() if v is not None}
-        if args.quantizer:
-            q["update"] = args.quantizer
-        if args.cosine:
-            q["cosine"] = True
-        config.quantizer = QuantizerConfig(**(dataclasses.asdict(config.quantizer) | q))
-        if args.hidden_channels is not None:
-            config.model = dataclasses.replace(config.model, hidden_channels=args.hidden_channels)
-        t = {k: getattr(args, k) for k in ("data", "batch_size", "learning_rate", "seed")}
-        t = {k: v for k, v in t.items() if v is not None}
-        if args.steps is not None or args.minutes is not None:
-            t |= {"steps": args.steps, "minutes": args.minutes}
-        train_config = dataclasses.replace(train_config, **t)
+        return config, dataclasses.replace(train_config, **_given(args, ("steps", "minutes")))
+    chosen = preset(args.preset)
+    config = VQVAEConfig(
+        model=dataclasses.replace(chosen.vqvae.model, **_given(args, MODEL_FLAGS)),
+        quantizer=dataclasses.replace(chosen.vqvae.quantizer, **_given(args, QUANTIZER_FLAGS)),
+    )
+    length = {"steps": args.steps, "minutes": args.minutes} if args.steps or args.minutes else {}
+    return config, dataclasses.replace(chosen.train, **_given(args, TRAIN_FLAGS), **length)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+
+    config, train_config = _run_settings(args)
     stop = _stop_on_signals()
     result = train_vqvae(
         config, train_config, args.out, resume=args.resume, on_event=_progress_bar(), should_stop=stop.is_set
@@ -164,7 +187,6 @@ def _print_metrics(metrics: dict) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(args.checkpoint)
     if args.json:
@@ -174,7 +196,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate}
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+
+    if not 1 <= args.n <= 256:
+        raise VQVAEError("--n must be between 1 and 256")
+    loaded = load_checkpoint(args.checkpoint)
+    model_config = loaded.config.model
+    split = load_split(loaded.train_config.data, model_config.image_size, model_config.in_channels)
+    pairs = reconstruction_pairs(loaded.model, split.test, args.n)
+    grid(pairs, columns=min(args.n, len(split.test)), scale=args.scale).save(args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "reconstruct": cmd_reconstruct}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -124,7 +124,9 @@ class Checkpoint:
     model: VQVAE
     history: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. data_variance, training time
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. data_variance, class names
+    step: int = 0  # training steps behind these weights
+    train_time_s: float = 0.0
 
 
 def save_config(folder: Path, config: VQVAEConfig, train_config: TrainConfig, extra: dict[str, Any]) -> None:
@@ -148,8 +150,9 @@ def load_config(folder: Path) -> tuple[VQVAEConfig, TrainConfig | None, dict[str
     return config, train, dict(raw.get("extra") or {})
 
 
-def save_weights(folder: Path, model: VQVAE, step: int) -> None:
-    write_tensors(Path(folder) / WEIGHTS, model.state_dict(), metadata={"step": str(step)})
+def save_weights(folder: Path, model: VQVAE, step: int, elapsed_s: float = 0.0) -> None:
+    metadata = {"step": str(step), "elapsed_s": repr(elapsed_s)}
+    write_tensors(Path(folder) / WEIGHTS, model.state_dict(), metadata=metadata)
 
 
 def load_checkpoint(folder: str | Path) -> Checkpoint:
@@ -159,13 +162,17 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
         raise CheckpointError(f"no checkpoint folder at {folder}")
     config, train, extra = load_config(folder)
     model = VQVAE(config)
-    tensors, _ = read_tensors(folder / WEIGHTS)
+    tensors, metadata = read_tensors(folder / WEIGHTS)
     check_state_dict(model, tensors, folder / WEIGHTS)
     model.load_state_dict(tensors)
     model.eval()
     history = read_json(folder / HISTORY) if (folder / HISTORY).exists() else []
     metrics = read_json(folder / METRICS) if (folder / METRICS).exists() else {}
-    return Checkpoint(folder, config, train, model, history, metrics, extra)
+    try:
+        step, train_time_s = int(metadata.get("step", 0)), float(metadata.get("elapsed_s", 0.0))
+    except ValueError as error:
+        raise CheckpointError(f"{folder / WEIGHTS} has bad metadata: {error}") from error
+    return Checkpoint(folder, config, train, model, history, metrics, extra, step, train_time_s)
 
 
 # --- train state: one file holding all a resume needs ---------------------------------

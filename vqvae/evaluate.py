@@ -45,15 +45,22 @@ def reconstruction_metrics(model: VQVAE, data: Dataset, batch_size: int = 500) -
     }
 
 
+@torch.inference_mode()
+def reconstruction_pairs(model: VQVAE, data: Dataset, n: int) -> torch.Tensor:
+    """n images spread evenly over `data`, then their reconstructions: (2n, C, H, W)."""
+    model.eval()
+    x = data.images[torch.linspace(0, len(data) - 1, min(n, len(data))).round().long()]
+    return torch.cat([x, model.decode_indices(model.encode(x)).clamp(0, 1)])
+
+
 def evaluate_checkpoint(folder: str | Path, save: bool = True) -> dict[str, Any]:
     """Evaluate a checkpoint folder on its data's held-out split; saves metrics.json unless told not to."""
     loaded = ckpt.load_checkpoint(folder)
     source = loaded.train_config.data if loaded.train_config else "mnist5k"
     split = load_split(source, loaded.config.model.image_size, loaded.config.model.in_channels)
     metrics = {"data": source, "split": "test"} | reconstruction_metrics(loaded.model, split.test)
-    history = loaded.history
-    metrics["train_steps"] = history[-1]["step"] if history else 0
-    metrics["train_time_s"] = history[-1]["time_s"] if history else 0.0
+    metrics["train_steps"] = loaded.step
+    metrics["train_time_s"] = round(loaded.train_time_s, 1)
     if save:
         ckpt.atomic_write_json(Path(folder) / ckpt.METRICS, metrics)
     return metrics

@@ -63,7 +63,7 @@ class Task:
         """Metrics over the steps since the last log (e.g. codes used); resets the window."""
         return {}
 
-    def save_weights(self, folder: Path, step: int) -> None:
+    def save_weights(self, folder: Path, step: int, elapsed_s: float) -> None:
         raise NotImplementedError
 
 
@@ -85,6 +85,14 @@ class EpochSampler:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             self._epoch, self._order = epoch, torch.randperm(self.num_items, generator=generator)
         return self._order[position * self.batch_size : (position + 1) * self.batch_size]
+
+
+@dataclass
+class TrainResult:
+    folder: Path
+    step: int
+    elapsed_s: float
+    history: list[dict[str, Any]]
 
 
 def progress(step: int, elapsed_s: float, config: TrainConfig) -> float:
@@ -111,8 +119,8 @@ def train_loop(
     resume: bool = False,
     on_event: EventCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
-) -> list[dict[str, Any]]:
-    """Train until `config.steps` or `config.minutes` (or a stop); returns the history."""
+) -> TrainResult:
+    """Train until `config.steps` or `config.minutes` (or a stop) and save; returns where it ended."""
     emit = on_event or (lambda event: None)
     optimizer = torch.optim.Adam(task.model.parameters(), lr=config.learning_rate)
     step, elapsed, history = 0, 0.0, []
@@ -131,7 +139,7 @@ def train_loop(
     def save() -> None:
         state = ckpt.TrainState(step, time.perf_counter() - start, torch.get_rng_state())
         ckpt.save_train_state(folder, task.model, optimizer, state)
-        task.save_weights(folder, step)
+        task.save_weights(folder, step, state.elapsed_s)
         ckpt.atomic_write_json(folder / ckpt.HISTORY, history)
         emit(TrainEvent("save", step, config.steps, state.elapsed_s, progress(step, state.elapsed_s, config)))
 
@@ -169,7 +177,7 @@ def train_loop(
     emit(
         TrainEvent("end", step, config.steps, elapsed, progress(step, elapsed, config), history[-1] if history else {})
     )
-    return history
+    return TrainResult(folder, step, elapsed, history)
 
 
 class VQVAETask(Task):
@@ -201,16 +209,8 @@ class VQVAETask(Task):
         self.window_counts.zero_()
         return {"codes_used": used, "codes_used_fraction": used / self.model.num_embeddings}
 
-    def save_weights(self, folder: Path, step: int) -> None:
-        ckpt.save_weights(folder, self.model, step)
-
-
-@dataclass
-class TrainResult:
-    folder: Path
-    step: int
-    elapsed_s: float
-    history: list[dict[str, Any]]
+    def save_weights(self, folder: Path, step: int, elapsed_s: float) -> None:
+        ckpt.save_weights(folder, self.model, step, elapsed_s)
 
 
 def train_vqvae(
@@ -242,8 +242,6 @@ def train_vqvae(
     torch.manual_seed(train_config.seed)
     model = VQVAE(config)
     task = VQVAETask(model, images, train_config, data_variance)
-    history = train_loop(task, train_config, folder, resume=resume, on_event=on_event, should_stop=should_stop)
-    state_step = history[-1]["step"] if history else 0
-    elapsed = history[-1]["time_s"] if history else 0.0
-    log.info("trained %s to step %d in %.1f s", folder, state_step, elapsed)
-    return TrainResult(folder, state_step, elapsed, history)
+    result = train_loop(task, train_config, folder, resume=resume, on_event=on_event, should_stop=should_stop)
+    log.info("trained %s to step %d in %.1f s", folder, result.step, result.elapsed_s)
+    return result
