@@ -6,7 +6,7 @@ import torch
 from vqvae import checkpoint as ckpt
 from vqvae.data import Dataset, Split, load_split
 from vqvae.errors import TrainingError
-from vqvae.train import EpochSampler, train_vqvae
+from vqvae.train import EpochSampler, random_shift, train_vqvae
 
 
 def weights(folder):
@@ -22,8 +22,9 @@ def test_a_few_steps_lower_the_loss(tiny, tmp_path):
     assert [row["step"] for row in result.history] == list(range(5, 61, 5))
 
 
-def test_resume_after_n_steps_equals_2n_steps_uninterrupted(tiny, tmp_path):
-    train = dataclasses.replace(tiny.train, steps=40, save_every=7)
+@pytest.mark.parametrize("shift", [0, 1])
+def test_resume_after_n_steps_equals_2n_steps_uninterrupted(tiny, tmp_path, shift):
+    train = dataclasses.replace(tiny.train, steps=40, save_every=7, augment_shift=shift)
     train_vqvae(tiny.vqvae, train, tmp_path / "straight")
 
     events = []
@@ -95,3 +96,15 @@ def test_a_time_limit_ends_the_run(tiny, tmp_path):
     result = train_vqvae(tiny.vqvae, dataclasses.replace(tiny.train, steps=None, minutes=0.01), tmp_path)
     assert 0 < result.step < 10_000
     assert ckpt.load_checkpoint(tmp_path).history[-1]["step"] <= result.step
+
+
+def test_random_shift_translates_each_image_reproducibly():
+    x = torch.zeros(16, 1, 8, 8)
+    x[:, :, 3:5, 3:5] = 1.0  # a centred blob, away from the edges
+    shifted = random_shift(x, 2, seed=0, step=3)
+    assert shifted.shape == x.shape
+    assert torch.equal(shifted.sum((1, 2, 3)), x.sum((1, 2, 3)))  # moved, not cut
+    assert torch.equal(shifted, random_shift(x, 2, seed=0, step=3))
+    assert not torch.equal(shifted, random_shift(x, 2, seed=0, step=4))
+    positions = {tuple(torch.nonzero(image[0])[0].tolist()) for image in shifted}
+    assert len(positions) > 1 and all(1 <= r <= 5 and 1 <= c <= 5 for r, c in positions)

@@ -138,7 +138,8 @@ class TrainConfig:
     minutes: float | None = None
     batch_size: int = 128
     learning_rate: float = 2e-3
-    lr_decay: bool = True  # cosine decay to 5% over `steps` (a fixed-step run only)
+    lr_decay: bool = True  # cosine decay to 5% of the rate over the run
+    augment_shift: int = 0  # translate each training image by up to this many pixels (0: off)
     seed: int = 0
     log_every: int = 25
     save_every: int = 500
@@ -157,6 +158,7 @@ class TrainConfig:
             math.isfinite(self.learning_rate) and 0 < self.learning_rate <= 1,
             "learning_rate must be a finite number in (0, 1]",
         )
+        _check(0 <= self.augment_shift <= 16, "augment_shift must be between 0 and 16 pixels")
         _check(self.log_every >= 1, "log_every must be >= 1")
         _check(self.save_every >= 1, "save_every must be >= 1")
 
@@ -191,7 +193,7 @@ def _mnist() -> Preset:
             model=ModelConfig(in_channels=1, image_size=28, downsample=4, hidden_channels=64),
             quantizer=QuantizerConfig(num_embeddings=512, embedding_dim=64, dead_code_steps=50, dead_code_usage=0.1),
         ),
-        train=TrainConfig(data="mnist5k", minutes=2, batch_size=64, learning_rate=3e-3),
+        train=TrainConfig(data="mnist5k", minutes=2, batch_size=64, learning_rate=3e-3, augment_shift=2),
     )
 
 

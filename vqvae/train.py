@@ -95,6 +95,18 @@ class TrainResult:
     history: list[dict[str, Any]]
 
 
+def random_shift(x: torch.Tensor, shift: int, seed: int, step: int) -> torch.Tensor:
+    """Translate each image (B, C, H, W) by up to `shift` pixels each way, edges repeated.
+
+    The offsets are a pure function of (seed, step), so a resumed run draws the same ones.
+    """
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step + 7_919)
+    offsets = torch.randint(0, 2 * shift + 1, (x.shape[0], 2), generator=generator).tolist()
+    padded = torch.nn.functional.pad(x, (shift,) * 4, mode="replicate")  # (B, C, H + 2s, W + 2s)
+    h, w = x.shape[-2:]
+    return torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets)])
+
+
 def progress(step: int, elapsed_s: float, config: TrainConfig) -> float:
     parts = []
     if config.steps is not None:
@@ -186,10 +198,12 @@ class VQVAETask(Task):
     def __init__(self, model: VQVAE, images: torch.Tensor, config: TrainConfig, data_variance: float):
         self.model, self.images, self.data_variance = model, images, data_variance
         self.sampler = EpochSampler(images.shape[0], config.batch_size, config.seed)
+        self.shift, self.seed = config.augment_shift, config.seed
         self.window_counts = torch.zeros(model.num_embeddings, dtype=torch.int64)
 
     def batch(self, step: int) -> torch.Tensor:
-        return self.images[self.sampler.rows(step)]
+        x = self.images[self.sampler.rows(step)]
+        return random_shift(x, self.shift, self.seed, step) if self.shift else x
 
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         out = self.model(x)
