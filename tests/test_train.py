@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from vqvae import checkpoint as ckpt
-from vqvae.data import Dataset, Split, load_split
+from vqvae.data import Dataset, Split, load_split, random_shift
 from vqvae.errors import TrainingError
-from vqvae.train import EpochSampler, random_shift, train_vqvae
+from vqvae.train import EpochSampler, train_vqvae
 
 
 def weights(folder):

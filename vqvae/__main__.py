@@ -12,15 +12,18 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, load_config
-from .config import TrainConfig, VQVAEConfig, preset
+from .checkpoint import load_checkpoint, load_codes, load_config, load_prior, read_json
+from .classifier import load_classifier, train_classifier
+from .config import TrainConfig, VQVAEConfig, preset, train_config_from_dict
 from .data import load_split
 from .errors import VQVAEError
 from .evaluate import evaluate_checkpoint, reconstruction_pairs
 from .images import grid
-from .train import TrainEvent, train_vqvae
+from .prior import UniformPrior, UnigramPrior
+from .train import TrainEvent, train_prior, train_vqvae
 
 
 def _train_parser(commands: argparse._SubParsersAction) -> None:
@@ -96,6 +99,43 @@ def _reconstruct_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="PNG file to write")
 
 
+def _train_prior_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "train-prior",
+        help="fit the learned prior (gated PixelCNN) to a checkpoint's codes",
+        description="Encode the training split once (kept as codes.safetensors), fit a gated, class-conditional "
+        "PixelCNN to the code grids and save prior.safetensors in the folder. With labelled data it also "
+        "trains, once, the digit classifier that `evaluate` uses to score samples.",
+    )
+    p.add_argument("checkpoint", type=Path, help="checkpoint folder of a trained VQ-VAE")
+    p.add_argument("--steps", type=int, help="stop after this many steps (total)")
+    p.add_argument("--minutes", type=float, help="stop after this many minutes of training (total) [default: 5]")
+    p.add_argument("--unconditional", action="store_true", help="ignore the labels: model p(z), not p(z | class)")
+    p.add_argument("--layers", type=int, dest="num_layers", help="gated layers [default: 8]")
+    p.add_argument("--hidden", type=int, dest="hidden_channels", help="channels of both stacks [default: 64]")
+    p.add_argument("--dropout", type=float, help="dropout on each gated layer [default: 0]")
+    p.add_argument("--batch-size", type=int, default=128, help="grids per step [default: 128]")
+    p.add_argument("--lr", type=float, default=1e-3, dest="learning_rate", help="Adam learning rate [default: 1e-3]")
+    p.add_argument("--seed", type=int, default=0, help="seed for weights and data order [default: 0]")
+    p.add_argument("--resume", action="store_true", help="continue the prior run saved in the folder")
+
+
+def _sample_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "sample",
+        help="draw code grids from a prior and save their decoded images as a PNG grid",
+        description="Sample codes from the uniform, unigram or learned prior and decode them with the VQ-VAE.",
+    )
+    p.add_argument("checkpoint", type=Path, help="checkpoint folder")
+    p.add_argument("--prior", choices=["learned", "unigram", "uniform"], default="learned", help="[default: learned]")
+    p.add_argument("--n", type=int, default=64, help="how many samples [default: 64]")
+    p.add_argument("--label", type=int, help="class to ask the learned prior for [default: every class in turn]")
+    p.add_argument("--temperature", type=float, default=1.0, help="0 = most likely code each step [default: 1]")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same samples [default: 0]")
+    p.add_argument("--scale", type=int, default=3, help="enlarge each pixel this many times [default: 3]")
+    p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m vqvae",
@@ -105,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(commands)
     _evaluate_parser(commands)
     _reconstruct_parser(commands)
+    _train_prior_parser(commands)
+    _sample_parser(commands)
     return parser
 
 
@@ -130,9 +172,12 @@ def _progress_bar() -> Callable[[TrainEvent], None]:
         if event.kind == "log":
             m = event.metrics
             bar.set_description(f"step {event.step}")
-            postfix = f"loss {m['loss']:.4f} rec {m['reconstruction_mse']:.5f}"
-            if "perplexity" in m:
-                postfix += f" ppl {m['perplexity']:.1f} used {100 * m.get('codes_used_fraction', 0):.1f}%"
+            postfix = f"loss {m['loss']:.4f}"
+            if "reconstruction_mse" in m:
+                postfix += f" rec {m['reconstruction_mse']:.5f} ppl {m['perplexity']:.1f}"
+                postfix += f" used {100 * m['codes_used_fraction']:.1f}%"
+            if "bits_per_latent" in m:
+                postfix += f" {m['bits_per_latent']:.3f} bits/latent"
             bar.set_postfix_str(postfix)
         bar.refresh()
         if event.kind == "end":
@@ -209,7 +254,71 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "reconstruct": cmd_reconstruct}
+def cmd_train_prior(args: argparse.Namespace) -> int:
+    if args.resume:
+        train_config = dataclasses.replace(_prior_train_config(args.checkpoint), **_given(args, ("steps", "minutes")))
+    else:
+        length = {"steps": args.steps, "minutes": args.minutes} if args.steps or args.minutes else {"minutes": 5.0}
+        data = load_config(args.checkpoint)[1].data
+        train_config = TrainConfig(
+            data=data, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed, **length
+        )
+    settings = _given(args, ("num_layers", "hidden_channels", "dropout"))
+    stop = _stop_on_signals()
+    result = train_prior(
+        args.checkpoint,
+        train_config,
+        conditional=not args.unconditional,
+        settings=settings,
+        resume=args.resume,
+        on_event=_progress_bar(),
+        should_stop=stop.is_set,
+    )
+    print(f"saved the prior in {result.folder} at step {result.step} ({result.elapsed_s:.0f} s of training)")
+    loaded = load_checkpoint(args.checkpoint)
+    labelled = bool(loaded.extra.get("class_names")) and load_classifier(args.checkpoint) is None
+    if labelled and not stop.is_set():
+        model_config = loaded.config.model
+        split = load_split(loaded.train_config.data, model_config.image_size, model_config.in_channels)
+        print("training the sample-scoring classifier on the train split ...")
+        train_classifier(args.checkpoint, split)
+    return 0
+
+
+def _prior_train_config(folder: Path) -> TrainConfig:
+    return train_config_from_dict(read_json(folder / "config.json")["prior_train"])
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    if not 1 <= args.n <= 1024:
+        raise VQVAEError("--n must be between 1 and 1024")
+    loaded = load_checkpoint(args.checkpoint)
+    codes = load_codes(args.checkpoint, loaded.config) if args.prior == "unigram" else None
+    prior = {
+        "learned": lambda: load_prior(args.checkpoint),
+        "unigram": lambda: UnigramPrior.fit(codes.train, loaded.model.num_embeddings),
+        "uniform": lambda: UniformPrior(loaded.model.num_embeddings, loaded.model.latent_shape),
+    }[args.prior]()
+    labels = None
+    classes = prior.config.num_classes if args.prior == "learned" else 0
+    if classes:
+        labels = torch.full((args.n,), args.label) if args.label is not None else torch.arange(args.n) % classes
+    grids = prior.sample(args.n, labels=labels, temperature=args.temperature, seed=args.seed)
+    with torch.inference_mode():
+        images = loaded.model.decode_indices(grids).clamp(0, 1)
+    columns = len(loaded.extra.get("class_names") or []) or 8  # one column per class, whichever the prior
+    grid(images, columns=min(args.n, columns), scale=args.scale).save(args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "reconstruct": cmd_reconstruct,
+    "train-prior": cmd_train_prior,
+    "sample": cmd_sample,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,8 @@
     train_state.safetensors  everything a resume needs, in one file: weights, optimiser, RNG
     history.json          training curves
     metrics.json          what `python -m vqvae evaluate` measured
+    codes.safetensors     the code grids (and labels) of the train and test splits
+    prior.safetensors     the learned prior; prior_train_state / prior_history as above
 
 Weights are safetensors and settings JSON, so loading a folder can never run code.
 Every file is written atomically (temp file in the same folder, fsync, os.replace),
@@ -24,9 +26,18 @@ import torch
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
-from .config import TrainConfig, VQVAEConfig, to_dict, train_config_from_dict, vqvae_config_from_dict
+from .config import (
+    PriorConfig,
+    TrainConfig,
+    VQVAEConfig,
+    prior_config_from_dict,
+    to_dict,
+    train_config_from_dict,
+    vqvae_config_from_dict,
+)
 from .errors import CheckpointError
 from .model import VQVAE
+from .prior import GatedPixelCNN
 
 FORMAT_VERSION = 1
 CONFIG = "config.json"
@@ -34,6 +45,10 @@ WEIGHTS = "vqvae.safetensors"
 TRAIN_STATE = "train_state.safetensors"
 HISTORY = "history.json"
 METRICS = "metrics.json"
+CODES = "codes.safetensors"
+PRIOR = "prior.safetensors"
+PRIOR_STATE = "prior_train_state.safetensors"
+PRIOR_HISTORY = "prior_history.json"
 MAX_FILE_BYTES = 2 * 1024**3
 
 
@@ -136,12 +151,23 @@ def save_config(folder: Path, config: VQVAEConfig, train_config: TrainConfig, ex
     )
 
 
-def load_config(folder: Path) -> tuple[VQVAEConfig, TrainConfig | None, dict[str, Any]]:
+def _read_config(folder: Path) -> dict[str, Any]:
     path = Path(folder) / CONFIG
     raw = read_json(path)
     if not isinstance(raw, dict) or raw.get("format_version") != FORMAT_VERSION:
         version = raw.get("format_version") if isinstance(raw, dict) else None
         raise CheckpointError(f"{path}: format_version {version!r} is not {FORMAT_VERSION}")
+    return raw
+
+
+def update_config(folder: Path, **sections: Any) -> None:
+    """Set top-level sections of config.json (e.g. the prior's settings), keeping the rest."""
+    atomic_write_json(Path(folder) / CONFIG, _read_config(folder) | sections)
+
+
+def load_config(folder: Path) -> tuple[VQVAEConfig, TrainConfig | None, dict[str, Any]]:
+    path = Path(folder) / CONFIG
+    raw = _read_config(folder)
     try:
         config = vqvae_config_from_dict(raw["vqvae"])
         train = train_config_from_dict(raw["train"]) if raw.get("train") else None
@@ -241,3 +267,75 @@ def load_train_state(
         return TrainState(int(metadata["step"]), float(metadata["elapsed_s"]), tensors["rng.torch"])
     except (KeyError, ValueError, TypeError, RuntimeError) as error:
         raise CheckpointError(f"{path} cannot be resumed from: {error}") from error
+
+
+# --- code grids and the prior -----------------------------------------------------------
+
+
+@dataclass
+class Codes:
+    """The VQ-VAE's code grids of its data, so the prior trains without the encoder."""
+
+    train: torch.Tensor  # (N, h, w) int64
+    train_labels: torch.Tensor  # (N,) int64, -1 where unlabelled
+    test: torch.Tensor  # (M, h, w) int64
+    test_labels: torch.Tensor  # (M,) int64
+
+
+def save_codes(folder: Path, codes: Codes) -> None:
+    small = torch.int16 if int(codes.train.max()) < 2**15 else torch.int32  # K <= 65536
+    tensors = {
+        "train": codes.train.to(small),
+        "train_labels": codes.train_labels,
+        "test": codes.test.to(small),
+        "test_labels": codes.test_labels,
+    }
+    write_tensors(Path(folder) / CODES, tensors)
+
+
+def load_codes(folder: Path, config: VQVAEConfig) -> Codes:
+    path = Path(folder) / CODES
+    tensors, _ = read_tensors(path)
+    try:
+        codes = Codes(*(tensors[name].long() for name in ("train", "train_labels", "test", "test_labels")))
+    except KeyError as error:
+        raise CheckpointError(f"{path} lacks {error}") from error
+    k, shape = config.quantizer.num_embeddings, config.latent_shape
+    for grids in (codes.train, codes.test):
+        if tuple(grids.shape[1:]) != shape or int(grids.min()) < 0 or int(grids.max()) >= k:
+            raise CheckpointError(f"{path} holds grids that are not {shape} codes in [0, {k})")
+    return codes
+
+
+def save_prior(folder: Path, prior: GatedPixelCNN, step: int, elapsed_s: float = 0.0) -> None:
+    metadata = {"step": str(step), "elapsed_s": repr(elapsed_s)}
+    write_tensors(Path(folder) / PRIOR, prior.state_dict(), metadata=metadata)
+
+
+def check_prior_matches(prior: PriorConfig, config: VQVAEConfig, source: Path) -> None:
+    """A prior is only meaningful over its own VQ-VAE's codes: same K, same grid."""
+    k = config.quantizer.num_embeddings
+    if prior.num_embeddings != k or prior.latent_shape != config.latent_shape:
+        raise CheckpointError(
+            f"{source}: the prior models {prior.latent_shape} grids of {prior.num_embeddings} codes, "
+            f"but this VQ-VAE makes {config.latent_shape} grids of {k} codes"
+        )
+
+
+def load_prior(folder: str | Path) -> GatedPixelCNN:
+    """The learned prior of a checkpoint folder (eval mode), checked against its VQ-VAE."""
+    folder = Path(folder)
+    raw = _read_config(folder)
+    if "prior" not in raw or not (folder / PRIOR).exists():
+        raise CheckpointError(f"{folder} has no learned prior; train one with `python -m vqvae train-prior {folder}`")
+    try:
+        prior_config = prior_config_from_dict(raw["prior"])
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{folder / CONFIG} has an invalid prior setting: {error}") from error
+    config, _, _ = load_config(folder)
+    check_prior_matches(prior_config, config, folder / PRIOR)
+    prior = GatedPixelCNN(prior_config)
+    tensors, _ = read_tensors(folder / PRIOR)
+    check_state_dict(prior, tensors, folder / PRIOR)
+    prior.load_state_dict(tensors)
+    return prior.eval()

@@ -9,9 +9,11 @@ from typing import Any
 import torch
 
 from . import checkpoint as ckpt
+from .classifier import load_classifier, score
 from .data import Dataset, load_split
 from .metrics import mse, perplexity, psnr_db, ssim
 from .model import VQVAE
+from .prior import Prior, UniformPrior, UnigramPrior
 
 
 @torch.inference_mode()
@@ -53,6 +55,59 @@ def reconstruction_pairs(model: VQVAE, data: Dataset, n: int) -> torch.Tensor:
     return torch.cat([x, model.decode_indices(model.encode(x)).clamp(0, 1)])
 
 
+def priors(folder: Path, codes: ckpt.Codes) -> dict[str, Prior]:
+    """The three priors compared everywhere: uniform, unigram (train-code frequencies), learned."""
+    model = ckpt.load_prior(folder)
+    return {
+        "uniform": UniformPrior(model.num_embeddings, model.latent_shape),
+        "unigram": UnigramPrior.fit(codes.train, model.num_embeddings),
+        "learned": model,
+    }
+
+
+@torch.inference_mode()
+def bits_per_latent(prior: Prior, indices: torch.Tensor, labels: torch.Tensor | None) -> float:
+    """Mean -log2 p(z) per latent over grids (N, h, w)."""
+    h, w = indices.shape[1:]
+    nats = torch.cat(
+        [
+            -prior.log_prob(indices[i : i + 500], None if labels is None else labels[i : i + 500])
+            for i in range(0, len(indices), 500)
+        ]
+    )
+    return float(nats.mean()) / (h * w * math.log(2))
+
+
+def prior_metrics(
+    folder: Path, model: VQVAE, test: Dataset, samples_per_class: int = 20, seed: int = 0
+) -> dict[str, Any]:
+    """Held-out NLL of each prior, and how often decoded class-conditional samples show their class."""
+    codes = ckpt.load_codes(folder, model.config)
+    h, w = model.latent_shape
+    compared = priors(folder, codes)
+    conditional = compared["learned"].config.num_classes > 0
+    result: dict[str, Any] = {}
+    for name, prior in compared.items():
+        labels = codes.test_labels if name == "learned" and conditional else None
+        bits = bits_per_latent(prior, codes.test, labels)
+        result[f"{name}_bits_per_latent"] = bits
+        result[f"{name}_bits_per_image"] = bits * h * w
+    classifier = load_classifier(folder)
+    if classifier is None or not conditional:
+        return result
+    result["classifier_test_accuracy"] = score(classifier, test.images, test.labels).accuracy
+    labels = torch.arange(classifier.shape[2]).repeat_interleave(samples_per_class)
+    for name, prior in compared.items():
+        with torch.inference_mode():
+            grids = prior.sample(len(labels), labels=labels if name == "learned" else None, seed=seed)
+            samples = model.decode_indices(grids).clamp(0, 1)
+        scores = score(classifier, samples, labels)
+        result[f"{name}_sample_accuracy"] = scores.accuracy
+        result[f"{name}_sample_confidence"] = scores.confidence
+    result["samples_per_class"] = samples_per_class
+    return result
+
+
 def evaluate_checkpoint(folder: str | Path, save: bool = True) -> dict[str, Any]:
     """Evaluate a checkpoint folder on its data's held-out split; saves metrics.json unless told not to."""
     loaded = ckpt.load_checkpoint(folder)
@@ -61,6 +116,8 @@ def evaluate_checkpoint(folder: str | Path, save: bool = True) -> dict[str, Any]
     metrics = {"data": source, "split": "test"} | reconstruction_metrics(loaded.model, split.test)
     metrics["train_steps"] = loaded.step
     metrics["train_time_s"] = round(loaded.train_time_s, 1)
+    if (Path(folder) / ckpt.PRIOR).exists():
+        metrics["prior"] = prior_metrics(Path(folder), loaded.model, split.test)
     if save:
         ckpt.atomic_write_json(Path(folder) / ckpt.METRICS, metrics)
     return metrics

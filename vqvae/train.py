@@ -24,10 +24,12 @@ from typing import Any
 import torch
 
 from . import checkpoint as ckpt
-from .config import TrainConfig, VQVAEConfig
-from .data import Split, load_split
+from .codes import extract_codes
+from .config import PriorConfig, TrainConfig, VQVAEConfig, to_dict
+from .data import Split, load_split, random_shift
 from .errors import CheckpointError, TrainingError
 from .model import VQVAE
+from .prior import GatedPixelCNN
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +50,11 @@ EventCallback = Callable[[TrainEvent], None]
 
 
 class Task:
-    """What the loop trains: a model, its batches and its loss."""
+    """What the loop trains: a model, its batches and its loss, and the files it saves to."""
 
     model: torch.nn.Module
+    state_file: str = ckpt.TRAIN_STATE
+    history_file: str = ckpt.HISTORY
 
     def batch(self, step: int) -> Any:
         raise NotImplementedError
@@ -95,18 +99,6 @@ class TrainResult:
     history: list[dict[str, Any]]
 
 
-def random_shift(x: torch.Tensor, shift: int, seed: int, step: int) -> torch.Tensor:
-    """Translate each image (B, C, H, W) by up to `shift` pixels each way, edges repeated.
-
-    The offsets are a pure function of (seed, step), so a resumed run draws the same ones.
-    """
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + step + 7_919)
-    offsets = torch.randint(0, 2 * shift + 1, (x.shape[0], 2), generator=generator).tolist()
-    padded = torch.nn.functional.pad(x, (shift,) * 4, mode="replicate")  # (B, C, H + 2s, W + 2s)
-    h, w = x.shape[-2:]
-    return torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets)])
-
-
 def progress(step: int, elapsed_s: float, config: TrainConfig) -> float:
     parts = []
     if config.steps is not None:
@@ -137,11 +129,11 @@ def train_loop(
     optimizer = torch.optim.Adam(task.model.parameters(), lr=config.learning_rate)
     step, elapsed, history = 0, 0.0, []
     if resume:
-        state = ckpt.load_train_state(folder, task.model, optimizer)
+        state = ckpt.load_train_state(folder, task.model, optimizer, task.state_file)
         torch.set_rng_state(state.rng_state)
         step, elapsed = state.step, state.elapsed_s
-        if (folder / ckpt.HISTORY).exists():
-            history = [row for row in ckpt.read_json(folder / ckpt.HISTORY) if row["step"] <= step]
+        if (folder / task.history_file).exists():
+            history = [row for row in ckpt.read_json(folder / task.history_file) if row["step"] <= step]
     task.model.train()
     sums: dict[str, float] = {}
     window_steps = 0
@@ -150,9 +142,9 @@ def train_loop(
 
     def save() -> None:
         state = ckpt.TrainState(step, time.perf_counter() - start, torch.get_rng_state())
-        ckpt.save_train_state(folder, task.model, optimizer, state)
+        ckpt.save_train_state(folder, task.model, optimizer, state, task.state_file)
         task.save_weights(folder, step, state.elapsed_s)
-        ckpt.atomic_write_json(folder / ckpt.HISTORY, history)
+        ckpt.atomic_write_json(folder / task.history_file, history)
         emit(TrainEvent("save", step, config.steps, state.elapsed_s, progress(step, state.elapsed_s, config)))
 
     last_saved = step
@@ -183,7 +175,7 @@ def train_loop(
         if step % config.save_every == 0:
             save()
             last_saved = step
-    if last_saved != step or not (folder / ckpt.TRAIN_STATE).exists():
+    if last_saved != step or not (folder / task.state_file).exists():
         save()
     elapsed = time.perf_counter() - start
     emit(
@@ -259,3 +251,78 @@ def train_vqvae(
     result = train_loop(task, train_config, folder, resume=resume, on_event=on_event, should_stop=should_stop)
     log.info("trained %s to step %d in %.1f s", folder, result.step, result.elapsed_s)
     return result
+
+
+class PriorTask(Task):
+    """Batches of code grids (with labels) and the prior's negative log-likelihood per latent."""
+
+    state_file = ckpt.PRIOR_STATE
+    history_file = ckpt.PRIOR_HISTORY
+
+    def __init__(self, prior: GatedPixelCNN, codes: torch.Tensor, labels: torch.Tensor | None, config: TrainConfig):
+        self.model, self.codes, self.labels = prior, codes, labels
+        self.sampler = EpochSampler(codes.shape[0], config.batch_size, config.seed)
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        rows = self.sampler.rows(step)
+        return self.codes[rows], None if self.labels is None else self.labels[rows]
+
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor | None]) -> tuple[torch.Tensor, dict[str, float]]:
+        codes, labels = batch
+        h, w = codes.shape[1:]
+        nll = -self.model.log_prob(codes, labels).mean() / (h * w)  # nats per latent
+        return nll, {"loss": nll.item(), "bits_per_latent": nll.item() / math.log(2)}
+
+    def save_weights(self, folder: Path, step: int, elapsed_s: float) -> None:
+        ckpt.save_prior(folder, self.model, step, elapsed_s)
+
+
+def prepare_codes(folder: Path, shifted_copies: int = 4) -> ckpt.Codes:
+    """The folder's code grids, extracted from its VQ-VAE and saved the first time they are asked for."""
+    if (folder / ckpt.CODES).exists():
+        return ckpt.load_codes(folder, ckpt.load_config(folder)[0])
+    loaded = ckpt.load_checkpoint(folder)
+    model_config = loaded.config.model
+    split = load_split(loaded.train_config.data, model_config.image_size, model_config.in_channels)
+    shift = loaded.train_config.augment_shift
+    codes = extract_codes(loaded.model, split, shifted_copies if shift else 0, shift, loaded.train_config.seed)
+    ckpt.save_codes(folder, codes)
+    return codes
+
+
+def train_prior(
+    folder: str | Path,
+    train_config: TrainConfig,
+    *,
+    conditional: bool = True,
+    settings: dict[str, Any] | None = None,
+    resume: bool = False,
+    on_event: EventCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Fit the gated PixelCNN prior to the code grids of a trained VQ-VAE folder.
+
+    settings: PriorConfig fields beyond K and the grid (e.g. hidden_channels); on resume
+    the folder's own prior settings are used.
+    """
+    folder = Path(folder)
+    config, _, extra = ckpt.load_config(folder)
+    codes = prepare_codes(folder)
+    if resume:
+        if not (folder / ckpt.PRIOR_STATE).exists():
+            raise CheckpointError(f"{folder} has no {ckpt.PRIOR_STATE} to resume from")
+        prior_config = ckpt.load_prior(folder).config
+    else:
+        if (folder / ckpt.PRIOR).exists():
+            raise TrainingError(f"{folder} already has a learned prior; resume it, or delete {ckpt.PRIOR} first")
+        classes = len(extra.get("class_names") or []) if conditional else 0
+        if conditional and (classes == 0 or int(codes.train_labels.min()) < 0):
+            raise TrainingError("a class-conditional prior needs labelled data; train it unconditional instead")
+        h, w = config.latent_shape
+        prior_config = PriorConfig(config.quantizer.num_embeddings, h, w, classes, **(settings or {}))
+        ckpt.update_config(folder, prior=to_dict(prior_config), prior_train=to_dict(train_config))
+    torch.manual_seed(train_config.seed)
+    prior = GatedPixelCNN(prior_config)
+    labels = codes.train_labels if prior_config.num_classes else None
+    task = PriorTask(prior, codes.train, labels, train_config)
+    return train_loop(task, train_config, folder, resume=resume, on_event=on_event, should_stop=should_stop)
