@@ -164,10 +164,16 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _progress_bar() -> Callable[[TrainEvent], None]:
-    bar = tqdm(total=1000, unit="", bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}", dynamic_ncols=True)
+BAR_FORMAT = "{l_bar}{bar}| {elapsed}<{remaining} {postfix}"
 
-    def on_event(event) -> None:
+
+def _progress_bar() -> Callable[[TrainEvent], None]:
+    bars: list[tqdm] = []  # made at the first event, so an error before training draws no bar
+
+    def on_event(event: TrainEvent) -> None:
+        if not bars:
+            bars.append(tqdm(total=1000, bar_format=BAR_FORMAT, dynamic_ncols=True))
+        bar = bars[0]
         bar.n = int(event.progress * 1000)
         if event.kind == "log":
             m = event.metrics
