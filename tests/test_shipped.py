@@ -33,5 +33,23 @@ def test_shipped_checkpoint_was_trained_on_the_train_split_only():
 def test_shipped_metrics_json_is_what_evaluate_measures(metrics):
     recorded = ckpt.read_json(SHIPPED / ckpt.METRICS)
     assert recorded.keys() == metrics.keys()
-    for key, value in metrics.items():
-        assert recorded[key] == pytest.approx(value, rel=1e-4), key
+    for key in ("data", "split", "images", "codes_used", "num_embeddings", "latent_shape", "train_steps"):
+        assert recorded[key] == metrics[key], key
+    for key in ("mse", "psnr_db", "ssim", "perplexity"):
+        assert recorded[key] == pytest.approx(metrics[key], rel=1e-4), key
+    for key in ("learned_bits_per_latent", "unigram_bits_per_latent", "uniform_bits_per_latent"):
+        assert recorded["prior"][key] == pytest.approx(metrics["prior"][key], rel=1e-3), key
+
+
+def test_shipped_prior_orders_the_three_priors(metrics):
+    prior = metrics["prior"]
+    assert prior["uniform_bits_per_latent"] == pytest.approx(9.0)  # log2 512
+    assert prior["learned_bits_per_latent"] < prior["unigram_bits_per_latent"] < prior["uniform_bits_per_latent"]
+
+
+def test_shipped_prior_samples_show_the_asked_class(metrics):
+    prior = metrics["prior"]
+    assert prior["classifier_test_accuracy"] >= 0.95
+    assert prior["learned_sample_accuracy"] >= 0.90
+    assert prior["uniform_sample_accuracy"] <= 0.2  # chance is 0.1
+    assert prior["unigram_sample_accuracy"] <= 0.2
