@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, load_codes, load_config, load_prior, read_json
+from .checkpoint import CONFIG, load_checkpoint, load_codes, load_config, load_prior, read_json
 from .classifier import load_classifier, train_classifier
 from .config import TrainConfig, VQVAEConfig, preset, train_config_from_dict
 from .data import load_split
@@ -292,7 +292,7 @@ def cmd_train_prior(args: argparse.Namespace) -> int:
 
 
 def _prior_train_config(folder: Path) -> TrainConfig:
-    return train_config_from_dict(read_json(folder / "config.json")["prior_train"])
+    return train_config_from_dict(read_json(folder / CONFIG)["prior_train"])
 
 
 def cmd_sample(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import torch
 from . import checkpoint as ckpt
 from .classifier import load_classifier, score
 from .data import Dataset, load_split
+from .errors import CheckpointError
 from .metrics import mse, perplexity, psnr_db, ssim
 from .model import VQVAE
 from .prior import Prior, UniformPrior, UnigramPrior
@@ -111,7 +112,9 @@ def prior_metrics(
 def evaluate_checkpoint(folder: str | Path, save: bool = True) -> dict[str, Any]:
     """Evaluate a checkpoint folder on its data's held-out split; saves metrics.json unless told not to."""
     loaded = ckpt.load_checkpoint(folder)
-    source = loaded.train_config.data if loaded.train_config else "mnist5k"
+    if loaded.train_config is None:
+        raise CheckpointError(f"{folder} does not say which data it was trained on, so it has no held-out split")
+    source = loaded.train_config.data
     split = load_split(source, loaded.config.model.image_size, loaded.config.model.in_channels)
     metrics = {"data": source, "split": "test"} | reconstruction_metrics(loaded.model, split.test)
     metrics["train_steps"] = loaded.step

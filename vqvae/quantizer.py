@@ -56,6 +56,12 @@ def kmeans(z: torch.Tensor, k: int, iters: int, generator: torch.Generator | Non
     return centres
 
 
+def uniform_codebook(config: QuantizerConfig) -> torch.Tensor:
+    """The paper's initialisation: (K, D) uniform in [-1/K, 1/K]."""
+    k = config.num_embeddings
+    return torch.empty(k, config.embedding_dim).uniform_(-1.0 / k, 1.0 / k)
+
+
 def nearest_code(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """argmin_j ||z_i - e_j||^2 for z (N, D) and codebook (K, D) -> (N,) int64.
 
@@ -71,11 +77,10 @@ class _Quantizer(nn.Module):
     def __init__(self, config: QuantizerConfig):
         super().__init__()
         self.config = config
-        k, d = config.num_embeddings, config.embedding_dim
+        k = config.num_embeddings
         self.register_buffer("initialised", torch.tensor(config.init == "uniform"))
         self.register_buffer("steps_since_used", torch.zeros(k, dtype=torch.int64))
         self.register_buffer("usage", torch.ones(k))  # running mean of each code's hits per step
-        self._uniform_init = torch.empty(k, d).uniform_(-1.0 / k, 1.0 / k)
 
     @property
     def num_embeddings(self) -> int:
@@ -165,7 +170,7 @@ class VectorQuantizer(_Quantizer):
 
     def __init__(self, config: QuantizerConfig):
         super().__init__(config)
-        self.embedding = nn.Parameter(self._uniform_init)  # (K, D)
+        self.embedding = nn.Parameter(uniform_codebook(config))  # (K, D)
 
     def _weight(self) -> torch.Tensor:
         return self.embedding
@@ -188,9 +193,10 @@ class VectorQuantizerEMA(_Quantizer):
     def __init__(self, config: QuantizerConfig):
         super().__init__(config)
         k = config.num_embeddings
-        self.register_buffer("embedding", self._uniform_init.clone())  # (K, D)
+        codes = uniform_codebook(config)
+        self.register_buffer("embedding", codes)  # (K, D)
         self.register_buffer("cluster_size", torch.ones(k))  # N, as if each code had seen one z
-        self.register_buffer("embed_sum", self._uniform_init.clone())  # m = e * N
+        self.register_buffer("embed_sum", codes.clone())  # m = e * N
 
     def _weight(self) -> torch.Tensor:
         return self.embedding
