@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .checkpoint import CONFIG, load_checkpoint, load_codes, load_config, load_prior, read_json
+from .checkpoint import load_checkpoint, load_codes, load_config, load_prior, load_prior_config
 from .classifier import load_classifier, train_classifier
-from .config import TrainConfig, VQVAEConfig, preset, train_config_from_dict
+from .config import TrainConfig, VQVAEConfig, preset
 from .data import load_split
 from .errors import VQVAEError
 from .evaluate import evaluate_checkpoint, reconstruction_pairs
@@ -262,7 +262,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 def cmd_train_prior(args: argparse.Namespace) -> int:
     if args.resume:
-        train_config = dataclasses.replace(_prior_train_config(args.checkpoint), **_given(args, ("steps", "minutes")))
+        saved = load_prior_config(args.checkpoint)[1]
+        if saved is None:
+            raise VQVAEError(f"{args.checkpoint} has no prior training settings to resume")
+        train_config = dataclasses.replace(saved, **_given(args, ("steps", "minutes")))
     else:
         length = {"steps": args.steps, "minutes": args.minutes} if args.steps or args.minutes else {"minutes": 5.0}
         data = load_config(args.checkpoint)[1].data
@@ -281,18 +284,13 @@ def cmd_train_prior(args: argparse.Namespace) -> int:
         should_stop=stop.is_set,
     )
     print(f"saved the prior in {result.folder} at step {result.step} ({result.elapsed_s:.0f} s of training)")
-    loaded = load_checkpoint(args.checkpoint)
-    labelled = bool(loaded.extra.get("class_names")) and load_classifier(args.checkpoint) is None
+    config, vqvae_training, extra = load_config(args.checkpoint)
+    labelled = bool(extra.get("class_names")) and load_classifier(args.checkpoint) is None
     if labelled and not stop.is_set():
-        model_config = loaded.config.model
-        split = load_split(loaded.train_config.data, model_config.image_size, model_config.in_channels)
+        split = load_split(vqvae_training.data, config.model.image_size, config.model.in_channels)
         print("training the sample-scoring classifier on the train split ...")
         train_classifier(args.checkpoint, split)
     return 0
-
-
-def _prior_train_config(folder: Path) -> TrainConfig:
-    return train_config_from_dict(read_json(folder / CONFIG)["prior_train"])
 
 
 def cmd_sample(args: argparse.Namespace) -> int:

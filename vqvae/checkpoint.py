@@ -151,7 +151,8 @@ def save_config(folder: Path, config: VQVAEConfig, train_config: TrainConfig, ex
     )
 
 
-def _read_config(folder: Path) -> dict[str, Any]:
+def read_config(folder: Path) -> dict[str, Any]:
+    """config.json as a dict, after checking its format version."""
     path = Path(folder) / CONFIG
     raw = read_json(path)
     if not isinstance(raw, dict) or raw.get("format_version") != FORMAT_VERSION:
@@ -162,12 +163,12 @@ def _read_config(folder: Path) -> dict[str, Any]:
 
 def update_config(folder: Path, **sections: Any) -> None:
     """Set top-level sections of config.json (e.g. the prior's settings), keeping the rest."""
-    atomic_write_json(Path(folder) / CONFIG, _read_config(folder) | sections)
+    atomic_write_json(Path(folder) / CONFIG, read_config(folder) | sections)
 
 
 def load_config(folder: Path) -> tuple[VQVAEConfig, TrainConfig | None, dict[str, Any]]:
     path = Path(folder) / CONFIG
-    raw = _read_config(folder)
+    raw = read_config(folder)
     try:
         config = vqvae_config_from_dict(raw["vqvae"])
         train = train_config_from_dict(raw["train"]) if raw.get("train") else None
@@ -322,19 +323,26 @@ def check_prior_matches(prior: PriorConfig, config: VQVAEConfig, source: Path) -
         )
 
 
-def load_prior(folder: str | Path) -> GatedPixelCNN:
-    """The learned prior of a checkpoint folder (eval mode), checked against its VQ-VAE."""
+def load_prior_config(folder: str | Path) -> tuple[PriorConfig, TrainConfig | None]:
+    """The prior's settings and how it was trained, checked against the folder's VQ-VAE."""
     folder = Path(folder)
-    raw = _read_config(folder)
+    raw = read_config(folder)
     if "prior" not in raw or not (folder / PRIOR).exists():
         raise CheckpointError(f"{folder} has no learned prior; train one with `python -m vqvae train-prior {folder}`")
     try:
         prior_config = prior_config_from_dict(raw["prior"])
+        train = train_config_from_dict(raw["prior_train"]) if raw.get("prior_train") else None
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{folder / CONFIG} has an invalid prior setting: {error}") from error
     config, _, _ = load_config(folder)
     check_prior_matches(prior_config, config, folder / PRIOR)
-    prior = GatedPixelCNN(prior_config)
+    return prior_config, train
+
+
+def load_prior(folder: str | Path) -> GatedPixelCNN:
+    """The learned prior of a checkpoint folder (eval mode), checked against its VQ-VAE."""
+    folder = Path(folder)
+    prior = GatedPixelCNN(load_prior_config(folder)[0])
     tensors, _ = read_tensors(folder / PRIOR)
     check_state_dict(prior, tensors, folder / PRIOR)
     prior.load_state_dict(tensors)

@@ -86,7 +86,7 @@ def train_classifier(folder: Path, split: Split, steps: int = 1500, seed: int = 
 def load_classifier(folder: Path) -> Classifier | None:
     """The classifier saved beside a checkpoint, or None when there is none."""
     folder = Path(folder)
-    settings = ckpt.read_json(folder / ckpt.CONFIG).get("classifier")
+    settings = ckpt.read_config(folder).get("classifier")
     if settings is None or not (folder / WEIGHTS).exists():
         return None
     model = Classifier(settings["in_channels"], settings["image_size"], settings["num_classes"])

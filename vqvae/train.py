@@ -311,7 +311,7 @@ def train_prior(
     if resume:
         if not (folder / ckpt.PRIOR_STATE).exists():
             raise CheckpointError(f"{folder} has no {ckpt.PRIOR_STATE} to resume from")
-        prior_config = ckpt.load_prior(folder).config
+        prior_config, _ = ckpt.load_prior_config(folder)
     else:
         if (folder / ckpt.PRIOR).exists():
             raise TrainingError(f"{folder} already has a learned prior; resume it, or delete {ckpt.PRIOR} first")
