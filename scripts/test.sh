@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Install what the tests need, then run the whole suite. Works on a fresh machine.
+# Install what the tests need (Python packages, Debian's chromium for the browser tests), then run the whole suite.
+# Works on a fresh machine with no internet but the package registries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
+export GRADIO_TEMP_DIR="${GRADIO_TEMP_DIR:-$PWD/.gradio}"
+if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" -eq 0 ]; then apt_get=(apt-get); else apt_get=(sudo apt-get); fi
+    DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" update -q
+    DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -q --no-install-recommends chromium chromium-driver
+fi
 python -m pip install --quiet --disable-pip-version-check -r requirements.txt
-python -m ruff check vqvae tests
+python -m ruff check vqvae pages tests app.py
 python -m pytest -q "$@"

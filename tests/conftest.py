@@ -19,3 +19,13 @@ def tiny():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """The app on the shipped checkpoint, served on 127.0.0.1 for the whole session."""
+    from tests.app_server import start
+
+    server = start(tmp_path_factory.mktemp("app"))
+    yield server
+    server.demo.close()

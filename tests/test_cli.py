@@ -21,7 +21,7 @@ def test_help_explains_each_command():
 def test_train_resume_and_evaluate_json(tmp_path):
     out = tmp_path / "run"
     run("train", "--preset", "digits-tiny", "--out", str(out), "--steps", "10", "--no-eval")
-    run("train", "--out", str(out), "--resume", "--steps", "20")
+    run("train", "--out", str(out), "--resume", "--steps", "20", "--no-umap")
     metrics = json.loads(run("evaluate", str(out), "--json").stdout)
     assert metrics["train_steps"] == 20
     assert metrics["split"] == "test" and metrics["images"] == 179

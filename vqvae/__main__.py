@@ -1,4 +1,4 @@
-"""`python -m vqvae <command>`: train, evaluate (more commands join as the project grows)."""
+"""`python -m vqvae <command>`: train, evaluate, analyse, reconstruct, train-prior, sample."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from .analysis import ANALYSIS, analyse_checkpoint
 from .checkpoint import load_checkpoint, load_codes, load_config, load_prior, load_prior_config
 from .classifier import load_classifier, train_classifier
 from .config import TrainConfig, VQVAEConfig, preset
@@ -72,7 +73,8 @@ def _train_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--hidden", type=int, dest="hidden_channels", help="encoder/decoder channels")
     p.add_argument("--seed", type=int, help="seed for weights, data order and codebook init [default: 0]")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out exactly where it stopped")
-    p.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation at the end")
+    p.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation and analysis at the end")
+    p.add_argument("--no-umap", action="store_true", help="analyse with PCA only (UMAP adds ~30 s)")
 
 
 def _evaluate_parser(commands: argparse._SubParsersAction) -> None:
@@ -84,6 +86,18 @@ def _evaluate_parser(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoint", type=Path, help="checkpoint folder")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def _analyse_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "analyse",
+        help="precompute what the app shows (codebook projections, usage, tiles, exemplars)",
+        description="Encode the held-out split and save analysis.safetensors in the folder: the codebook in 2-D "
+        "(PCA, and UMAP unless --no-umap), code usage overall and per class, each code's tile and its nearest "
+        "held-out patches. `train` runs it at the end.",
+    )
+    p.add_argument("checkpoint", type=Path, help="checkpoint folder")
+    p.add_argument("--no-umap", action="store_true", help="PCA only (UMAP adds ~30 s)")
 
 
 def _reconstruct_parser(commands: argparse._SubParsersAction) -> None:
@@ -144,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _train_parser(commands)
     _evaluate_parser(commands)
+    _analyse_parser(commands)
     _reconstruct_parser(commands)
     _train_prior_parser(commands)
     _sample_parser(commands)
@@ -227,6 +242,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"saved {result.folder} at step {result.step} ({result.elapsed_s:.0f} s of training)")
     if not args.no_eval:
         _print_metrics(evaluate_checkpoint(args.out))
+        analyse_checkpoint(args.out, with_umap=not args.no_umap)
+        print(f"saved the analysis the app shows in {args.out}")
     return 0
 
 
@@ -244,6 +261,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(metrics))
     else:
         _print_metrics(metrics)
+    return 0
+
+
+def cmd_analyse(args: argparse.Namespace) -> int:
+    analysis = analyse_checkpoint(args.checkpoint, with_umap=not args.no_umap)
+    projections = " and ".join(analysis.projections)
+    print(f"wrote {args.checkpoint / ANALYSIS} ({projections}; {len(analysis.images)} held-out images)")
     return 0
 
 
@@ -319,6 +343,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
+    "analyse": cmd_analyse,
     "reconstruct": cmd_reconstruct,
     "train-prior": cmd_train_prior,
     "sample": cmd_sample,

@@ -15,3 +15,7 @@ class CheckpointError(VQVAEError):
 
 class TrainingError(VQVAEError):
     """A training run that cannot start or cannot go on (bad settings, non-finite loss)."""
+
+
+class InputError(VQVAEError, ValueError):
+    """A request value out of range: a code, a grid position, a sample count, a temperature."""

@@ -13,14 +13,24 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return array.permute(0, 2, 3, 1).cpu().numpy()  # (N, C, H, W) -> (N, H, W, C)
 
 
-def grid(images: torch.Tensor, columns: int, padding: int = 2, scale: int = 1, background: int = 255) -> Image.Image:
-    """Tile images (N, C, H, W) in [0, 1] into one picture, `columns` to a row, each scaled up `scale` times."""
-    tiles = to_uint8(images)
+def mosaic(tiles: np.ndarray, columns: int, padding: int = 2, background: int = 255) -> np.ndarray:
+    """Tile uint8 images (N, H, W, C), `columns` to a row, into one (H', W', C) picture."""
     n, h, w, c = tiles.shape
+    columns = max(1, min(columns, n))
     rows = -(-n // columns)
     canvas = np.full((padding + rows * (h + padding), padding + columns * (w + padding), c), background, np.uint8)
     for i, tile in enumerate(tiles):
         top, left = padding + (i // columns) * (h + padding), padding + (i % columns) * (w + padding)
         canvas[top : top + h, left : left + w] = tile
-    picture = Image.fromarray(canvas[..., 0] if c == 1 else canvas)
-    return picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST) if scale > 1 else picture
+    return canvas
+
+
+def enlarge(image: np.ndarray, scale: int) -> np.ndarray:
+    """(H, W, C) uint8 -> (H*s, W*s) grey or (H*s, W*s, 3) colour, each pixel a s x s block (no blur)."""
+    image = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1) if scale > 1 else image
+    return image[..., 0] if image.shape[-1] == 1 else image
+
+
+def grid(images: torch.Tensor, columns: int, padding: int = 2, scale: int = 1, background: int = 255) -> Image.Image:
+    """Tile images (N, C, H, W) in [0, 1] into one picture, `columns` to a row, each scaled up `scale` times."""
+    return Image.fromarray(enlarge(mosaic(to_uint8(images), columns, padding, background), scale))

@@ -1,0 +1,106 @@
+"""vqvae-explorer in the browser: look inside a VQ-VAE's discrete latent space.
+
+python app.py [--checkpoint checkpoints/mnist] [--host 127.0.0.1] [--port 7860]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+for name, value in {
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "HF_HUB_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "GRADIO_TEMP_DIR": str(ROOT / ".gradio"),
+}.items():
+    os.environ.setdefault(name, value)
+
+import gradio as gr  # noqa: E402
+
+from pages import atlas, codes, reconstruct, sampling, training, usage  # noqa: E402
+from pages.common import Shared  # noqa: E402
+from vqvae.catalog import Catalog  # noqa: E402
+from vqvae.runs import RunManager  # noqa: E402
+
+PAGES = {
+    "Reconstruct": reconstruct,
+    "Codebook usage": usage,
+    "Embedding atlas": atlas,
+    "Per-code reconstructions": codes,
+    "Sampling": sampling,
+    "Training": training,
+}
+DEFAULT_CHECKPOINT = "checkpoints/mnist"
+STATIC = ROOT / "pages" / "static"
+
+
+def build_app(
+    checkpoint: str = DEFAULT_CHECKPOINT, roots: tuple[Path, ...] | None = None, runs_dir: Path | None = None
+):
+    """The whole app in one gr.Blocks: a checkpoint picker shared by a tab per page."""
+    runs_dir = runs_dir or ROOT / "runs"
+    catalog = Catalog(roots or (ROOT / "checkpoints", runs_dir), ROOT)
+    shared = Shared(catalog, RunManager(runs_dir))
+    choices = catalog.choices()
+    initial = checkpoint if checkpoint in choices else (choices[0] if choices else None)
+    with gr.Blocks(title="vqvae-explorer") as demo:
+        shared.demo = demo
+        with gr.Row(elem_id="header"):
+            gr.Markdown("## vqvae-explorer\nInside the discrete latent space of a VQ-VAE (van den Oord et al. 2017).")
+            # every value is checked against the catalog on use, so a run trained later is accepted too
+            shared.picker = gr.Dropdown(
+                choices,
+                value=initial,
+                label="checkpoint",
+                elem_id="checkpoint-picker",
+                scale=0,
+                min_width=260,
+                allow_custom_value=True,
+            )
+            refresh = gr.Button("↻", scale=0, min_width=40, elem_id="refresh-checkpoints")
+        for title, page in PAGES.items():
+            with gr.Tab(title, elem_id=f"tab-{page.__name__.split('.')[-1]}"):
+                page.build(shared)
+
+        def offered(current: str | None) -> gr.Dropdown:
+            choices = catalog.choices()
+            value = current if current in choices else (checkpoint if checkpoint in choices else None)
+            return gr.Dropdown(choices=choices, value=value or (choices[0] if choices else None))
+
+        refresh.click(offered, shared.picker, shared.picker, api_visibility="private")
+    return demo
+
+
+def launch(demo: gr.Blocks, host: str, port: int, block: bool = True) -> None:
+    """Serve the app: a bounded queue, two requests at a time (the machine's two cores), our styles."""
+    demo.queue(default_concurrency_limit=2, max_size=64).launch(
+        server_name=host,
+        server_port=port,
+        css_paths=[STATIC / "app.css"],
+        js=(STATIC / "app.js").read_text(),
+        theme=gr.themes.Soft(),
+        show_error=False,
+        max_file_size="16mb",
+        prevent_thread_lock=not block,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--checkpoint", default=DEFAULT_CHECKPOINT, help=f"folder shown first [default: {DEFAULT_CHECKPOINT}]"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on [default: 127.0.0.1]")
+    parser.add_argument("--port", type=int, default=7860, help="port [default: 7860]")
+    args = parser.parse_args()
+    checkpoint = Path(args.checkpoint).resolve()
+    roots = tuple(dict.fromkeys((ROOT / "checkpoints", ROOT / "runs", checkpoint.parent)))
+    shown = checkpoint.relative_to(ROOT).as_posix() if checkpoint.is_relative_to(ROOT) else str(checkpoint)
+    launch(build_app(shown, roots), args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""What every page shares: the checkpoint picker, the run manager, and turning errors into messages."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from vqvae.catalog import Catalog
+from vqvae.errors import VQVAEError
+from vqvae.explorer import Explorer, open_explorer
+from vqvae.images import enlarge, mosaic
+from vqvae.runs import RunManager
+
+log = logging.getLogger(__name__)
+
+DISPLAY_PIXELS = 224  # images are enlarged to about this many pixels a side, without blur
+
+
+@dataclass
+class Shared:
+    catalog: Catalog
+    runs: RunManager
+    picker: gr.Dropdown | None = None  # made by app.py, read by every page
+    demo: gr.Blocks | None = None
+
+    def on_checkpoint(self, fn: Callable[..., Any], inputs: Any, outputs: Any, **options: Any) -> Any:
+        """Run fn when the page opens and whenever another checkpoint is picked."""
+        options.setdefault("api_visibility", "private")
+        return gr.on([self.demo.load, self.picker.change], fn, inputs, outputs, **options)
+
+    def explorer(self, choice: str) -> Explorer:
+        return open_explorer(self.catalog.resolve(choice))
+
+
+def callback(fn: Callable[..., Any], shared: Shared) -> Callable[..., Any]:
+    """fn(shared, *inputs) as an event handler that shows the project's own error messages in the page
+    and hides anything unexpected behind a short note (the details go to the server log)."""
+    bound = functools.partial(fn, shared)
+
+    @functools.wraps(bound)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return bound(*args, **kwargs)
+        except gr.Error:
+            raise
+        except VQVAEError as error:
+            raise gr.Error(str(error), print_exception=False) from error
+        except Exception as error:
+            log.exception("%s failed", fn.__name__)
+            raise gr.Error(f"{fn.__name__} failed unexpectedly ({type(error).__name__}); see the server log") from None
+
+    # Gradio reads the handler's signature to pass event data (gr.SelectData): show it fn's own, less `shared`
+    signature = inspect.signature(fn, eval_str=True)
+    parameters = list(signature.parameters.values())[1:]
+    wrapper.__signature__ = signature.replace(parameters=parameters)
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters if p.annotation is not inspect.Parameter.empty}
+    wrapper.__name__ = fn.__name__
+    del wrapper.__wrapped__
+    return wrapper
+
+
+def display_scale(side: int, pixels: int = DISPLAY_PIXELS) -> int:
+    """The whole factor that enlarges an image `side` pixels wide to about `pixels`."""
+    return max(1, pixels // side)
+
+
+def show(image: np.ndarray) -> np.ndarray:
+    """(H, W, C) uint8 -> enlarged by a whole factor to about DISPLAY_PIXELS a side."""
+    return enlarge(image, display_scale(max(image.shape[:2])))
+
+
+def show_many(images: np.ndarray, columns: int, pixels: int = 96) -> np.ndarray:
+    """(N, H, W, C) uint8 -> one enlarged mosaic, each image about `pixels` a side."""
+    scale = max(1, pixels // max(images.shape[1:3]))
+    return enlarge(mosaic(images, columns, padding=1, background=90), scale)
+
+
+def explain(text: str) -> gr.Markdown:
+    """A short note for students under a page's title."""
+    return gr.Markdown(text, elem_classes=["explain"], latex_delimiters=[{"left": "$", "right": "$", "display": False}])
+
+
+def heldout_range(shared: Shared, choice: str) -> gr.Slider:
+    """A held-out image slider fitted to the chosen checkpoint's split."""
+    return gr.Slider(maximum=shared.explorer(choice).heldout_count - 1)

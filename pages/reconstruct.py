@@ -1,0 +1,127 @@
+"""Reconstruct: an image -> its grid of codes -> the decoded image; edit a code and decode again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from vqvae.errors import InputError
+from vqvae.explorer import Decoded
+from vqvae.inputs import from_array, read_image
+
+from .common import Shared, callback, display_scale, explain, heldout_range, show
+from .figures import code_grid
+
+UPLOAD_TYPES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
+TEXT = r"""
+The encoder turns the image into a grid of vectors $z_e$; each is replaced by its nearest
+codebook vector, $k = \arg\min_j \lVert z_e - e_j \rVert_2$, so the image becomes the grid of
+code numbers below. The decoder paints the image back from those codes alone.
+**Click the reconstruction** to pick a cell, choose a code, and see what the decoder makes of the change.
+"""
+
+
+def _result(decoded: Decoded, reference: Any, cell: tuple[int, int] | None = None) -> tuple:
+    psnr = f"**PSNR** {decoded.psnr_db:.2f} dB against the input" if decoded.psnr_db is not None else ""
+    state = {"indices": decoded.indices.tolist(), "reference": reference}
+    figure = code_grid(decoded.indices.tolist(), "code grid (row, col) -> code", highlight=cell)
+    return show(decoded.reconstruction), figure, psnr, state
+
+
+def _with_input(decoded: Decoded) -> tuple:
+    return (show(decoded.image), *_result(decoded, decoded.image))
+
+
+def reconstruct_heldout(shared: Shared, choice: str, index: float) -> tuple:
+    explorer = shared.explorer(choice)
+    decoded = explorer.reconstruct_heldout(int(index))
+    label = explorer.heldout_label(int(index))
+    return (*_with_input(decoded), f"held-out image {int(index)}" + (f", class {label}" if label else ""))
+
+
+def reconstruct_upload(shared: Shared, choice: str, path: str | None) -> tuple:
+    if not path:
+        raise InputError("choose an image file first")
+    decoded = shared.explorer(choice).reconstruct_picture(read_image(path))
+    return (*_with_input(decoded), "your upload, fitted to the model's input")
+
+
+def reconstruct_drawing(shared: Shared, choice: str, drawing: dict | None) -> tuple:
+    picture = (drawing or {}).get("composite")
+    if picture is None:
+        raise InputError("draw something first")
+    decoded = shared.explorer(choice).reconstruct_picture(from_array(picture))
+    return (*_with_input(decoded), "your drawing, fitted to the model's input")
+
+
+def pick_cell(shared: Shared, choice: str, state: dict | None, evt: gr.SelectData) -> tuple:
+    """A click on the reconstruction (x, y in display pixels) -> the grid cell under it."""
+    if not state:
+        raise InputError("reconstruct an image first")
+    explorer = shared.explorer(choice)
+    scale = display_scale(explorer.checkpoint.config.model.image_size)
+    x, y = evt.index
+    row, col = explorer.cell_at(x / scale, y / scale)
+    code = state["indices"][row][col]
+    figure = code_grid(state["indices"], "code grid (row, col) -> code", highlight=(row, col))
+    return row, col, code, figure
+
+
+def edit_code(shared: Shared, choice: str, state: dict | None, row: float, col: float, code: float) -> tuple:
+    if not state:
+        raise InputError("reconstruct an image first")
+    explorer = shared.explorer(choice)
+    edited = explorer.set_code(state["indices"], int(row), int(col), explorer.check_code(code))
+    decoded = explorer.decode(edited, state["reference"])
+    return _result(decoded, state["reference"], (int(row), int(col)))
+
+
+def build(shared: Shared) -> None:
+    picker = shared.picker
+    explain(TEXT)
+    state = gr.State(None)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            with gr.Tab("Held-out digit"):
+                index = gr.Slider(0, 499, value=0, step=1, label="held-out image")
+                heldout_button = gr.Button("Reconstruct", variant="primary", elem_id="reconstruct-heldout")
+            with gr.Tab("Upload"):
+                # a file, not gr.Image: the upload is decoded by vqvae.inputs (restricted formats, size caps)
+                upload = gr.File(label="an image file", file_types=list(UPLOAD_TYPES), type="filepath", height=140)
+                upload_button = gr.Button("Reconstruct upload", elem_id="reconstruct-upload")
+            with gr.Tab("Draw"):
+                sketch = gr.Sketchpad(type="numpy", label="draw a digit", height=280, width=280)
+                sketch_button = gr.Button("Reconstruct drawing", elem_id="reconstruct-drawing")
+        with gr.Column(scale=1, min_width=240):
+            source = gr.Markdown()
+            original = gr.Image(label="input", format="png", interactive=False, elem_id="input-image", height=240)
+        with gr.Column(scale=1, min_width=240):
+            psnr = gr.Markdown(elem_id="psnr")
+            decoded = gr.Image(
+                label="reconstruction (click a cell)",
+                format="png",
+                interactive=False,
+                elem_id="reconstruction",
+                height=240,
+            )
+        with gr.Column(scale=1, min_width=300):
+            grid = gr.Plot(label="code grid", elem_id="code-grid")
+    with gr.Row():
+        row = gr.Number(label="row", precision=0, minimum=0, value=0, elem_id="edit-row")
+        col = gr.Number(label="column", precision=0, minimum=0, value=0)
+        code = gr.Number(label="code", precision=0, minimum=0, value=0, elem_id="edit-code")
+        edit_button = gr.Button("Decode with this code", elem_id="edit-button")
+
+    outputs = [original, decoded, grid, psnr, state, source]
+    heldout_button.click(
+        callback(reconstruct_heldout, shared), [picker, index], outputs, api_name="reconstruct_heldout"
+    )
+    upload_button.click(callback(reconstruct_upload, shared), [picker, upload], outputs, api_name="reconstruct_upload")
+    sketch_button.click(
+        callback(reconstruct_drawing, shared), [picker, sketch], outputs, api_name="reconstruct_drawing"
+    )
+    decoded.select(callback(pick_cell, shared), [picker, state], [row, col, code, grid], api_visibility="private")
+    edit_inputs = [picker, state, row, col, code]
+    edit_button.click(callback(edit_code, shared), edit_inputs, [decoded, grid, psnr, state], api_name="edit_code")
+    shared.on_checkpoint(callback(heldout_range, shared), picker, index, api_visibility="private")

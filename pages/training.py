@@ -1,0 +1,112 @@
+"""Training: start a VQ-VAE (then prior) run from the browser and watch it learn."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from vqvae.config import PRESETS
+from vqvae.runs import RunSettings, RunStatus
+
+from .common import Shared, callback, explain
+from .figures import curves
+
+TEXT = r"""
+Train a new VQ-VAE here, in a background process, while the rest of the app keeps answering. Watch
+the loss fall and the **perplexity** and **codes used** rise as the codebook spreads out, then the
+learned prior's bits per latent fall. **Stop** ends the run after its current step and keeps the last
+checkpoint. A finished run appears in the checkpoint picker at the top.
+"""
+
+DATA_SOURCES = ["mnist5k", "digits"]
+POLL_SECONDS = 1.0
+ACTIVE = ("running", "stopping")
+
+
+def start_run(shared: Shared, name: str, preset: str, data: str, minutes, k, d, lr, prior) -> str:
+    """Form values go to RunSettings as they are: it checks them and says what is wrong."""
+    settings = RunSettings(
+        name=(name or "").strip(),
+        preset=preset,
+        data=data or None,
+        minutes=minutes,
+        num_embeddings=k,
+        embedding_dim=d,
+        learning_rate=lr,
+        prior_minutes=prior,
+    )
+    shared.runs.start(settings)
+    return f"started **{settings.name}**"
+
+
+def stop_run(shared: Shared) -> str:
+    shared.runs.stop()
+    return "stopping after the current step ..."
+
+
+def _summary(status: RunStatus) -> str:
+    if status.state == "idle":
+        return "No run yet. Choose settings and press **Start**."
+    text = f"**{status.name}**: {status.state}, {status.phase} phase, step {status.step}"
+    return text + (f"\n\n{status.message}" if status.message else "")
+
+
+def _progress(status: RunStatus) -> str:
+    percent = 100 * (status.progress or 0.0)
+    bar = f'<progress class="run-progress" max="100" value="{percent:.1f}"></progress>'
+    return f"{bar} {percent:.0f}% of the {status.phase} phase"
+
+
+def run_status(shared: Shared, seen: dict | None) -> tuple:
+    """Polled every second: the run's state and progress; curves only when new rows came in, and the
+    picker's list only when a run has just ended (so an idle page sends next to nothing)."""
+    status = shared.runs.status()
+    seen = seen or {}
+    rows, prior_rows = len(status.vqvae_history), len(status.prior_history)
+    fresh = (status.name, rows) != (seen.get("name"), seen.get("rows"))
+    if fresh and rows:
+        loss = curves(status.vqvae_history, ("loss",), "VQ-VAE: loss")
+        codebook = curves(status.vqvae_history, ("perplexity", "codes_used"), "VQ-VAE: perplexity and codes used")
+    else:
+        loss = codebook = gr.skip()
+    fresh_prior = (status.name, prior_rows) != (seen.get("name"), seen.get("prior_rows"))
+    prior = (
+        curves(status.prior_history, ("bits_per_latent",), "prior: bits per latent")
+        if fresh_prior and prior_rows
+        else gr.skip()
+    )
+    ended = seen.get("state") in ACTIVE and status.state not in ACTIVE
+    picker = gr.Dropdown(choices=shared.catalog.choices()) if ended else gr.skip()
+    seen = {"name": status.name, "state": status.state, "rows": rows, "prior_rows": prior_rows}
+    return _summary(status), _progress(status), loss, codebook, prior, picker, seen
+
+
+def build(shared: Shared) -> None:
+    explain(TEXT)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            name = gr.Textbox(label="run name", value="my-run", elem_id="run-name")
+            preset = gr.Dropdown(sorted(PRESETS), value="mnist", label="preset", elem_id="run-preset")
+            data = gr.Dropdown(DATA_SOURCES, value="mnist5k", label="data", allow_custom_value=True, elem_id="run-data")
+            minutes = gr.Slider(0.1, 30, value=2, step=0.1, label="VQ-VAE minutes", elem_id="run-minutes")
+            k = gr.Number(value=512, precision=0, label="K (codes)", minimum=1, elem_id="run-k")
+            d = gr.Number(value=64, precision=0, label="D (code dimension)", minimum=1, elem_id="run-d")
+            lr = gr.Number(value=3e-3, label="learning rate")
+            prior = gr.Slider(0, 30, value=2, step=0.5, label="prior minutes (0: none)", elem_id="run-prior")
+            with gr.Row():
+                start = gr.Button("Start", variant="primary", elem_id="start-run")
+                stop = gr.Button("Stop", variant="stop", elem_id="stop-run")
+        with gr.Column(scale=3):
+            message = gr.Markdown(elem_id="run-message")
+            summary = gr.Markdown(elem_id="run-status")
+            progress = gr.HTML(elem_id="run-progress")
+            with gr.Row():
+                loss = gr.Plot(label="loss")
+                vqvae = gr.Plot(label="codebook")
+            prior_plot = gr.Plot(label="prior")
+    timer = gr.Timer(POLL_SECONDS)
+    seen = gr.State(None)
+    inputs = [name, preset, data, minutes, k, d, lr, prior]
+    start.click(callback(start_run, shared), inputs, message, api_name="start_training")
+    stop.click(callback(stop_run, shared), None, message, api_name="stop_training")
+    outputs = [summary, progress, loss, vqvae, prior_plot, shared.picker, seen]
+    timer.tick(callback(run_status, shared), seen, outputs, api_name="training_status", show_progress="hidden")

@@ -1,0 +1,51 @@
+"""Codebook usage: how many codes the held-out data uses, how evenly, by which class, and over training."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from .common import Shared, callback, explain
+from .figures import curves, usage_bars, usage_by_class
+
+TEXT = r"""
+A codebook is only as big as the part of it that is used. **Perplexity**
+$\exp(-\sum_k p_k \log p_k)$ of the code-usage distribution $p$ is $K$ when all $K$ codes are used
+evenly and 1 when the codebook has collapsed to one code. A **dead code** is never chosen by any
+held-out latent: it costs memory and teaches the decoder nothing.
+"""
+
+HISTORY_KEYS = ("perplexity", "codes_used")
+
+
+def show_usage(shared: Shared, choice: str) -> tuple:
+    explorer = shared.explorer(choice)
+    summary = explorer.usage_summary()
+    order = explorer.usage_order()
+    counts = summary["counts"]
+    k = summary["num_embeddings"]
+    stats = (
+        f"**K** = {k} codes · **used** on the held-out split: {summary['codes_used']} "
+        f"({100 * summary['codes_used'] / k:.1f}%) · **dead**: {summary['dead_codes']} · "
+        f"**perplexity** {summary['perplexity']:.1f} of at most {k} · {summary['latents']:,} latents counted"
+    )
+    bars = usage_bars([counts[c] for c in order], order)
+    by_class = summary["class_shares"]
+    classes = (
+        usage_by_class([[row[c] for c in order] for row in by_class], order, explorer.class_names) if by_class else None
+    )
+    history = explorer.history
+    training = curves(history, HISTORY_KEYS, "Perplexity and codes used during training", k) if history else None
+    return stats, bars, classes, training
+
+
+def build(shared: Shared) -> None:
+    explain(TEXT)
+    stats = gr.Markdown(elem_id="usage-stats")
+    bars = gr.Plot(label="usage", elem_id="usage-bars")
+    with gr.Row():
+        classes = gr.Plot(label="usage per class", elem_id="usage-classes")
+        training = gr.Plot(label="during training", elem_id="usage-training")
+    outputs = [stats, bars, classes, training]
+    shared.on_checkpoint(
+        callback(show_usage, shared), shared.picker, outputs, api_name="usage", api_visibility="public"
+    )

@@ -1,0 +1,48 @@
+"""Pages build inside gr.Blocks() without launching, and stay thin: no tensor maths in pages/."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import gradio as gr
+
+import app
+from pages.common import Shared
+from vqvae.catalog import Catalog
+from vqvae.runs import RunManager
+
+PAGES_DIR = Path(app.__file__).parent / "pages"
+
+
+def test_every_page_builds_inside_blocks(tmp_path):
+    for title, page in app.PAGES.items():
+        shared = Shared(Catalog((app.ROOT / "checkpoints",), app.ROOT), RunManager(tmp_path / "runs"))
+        with gr.Blocks() as demo:
+            shared.demo = demo
+            shared.picker = gr.Dropdown(["checkpoints/mnist"], value="checkpoints/mnist")
+            page.build(shared)
+        assert len(demo.fns) > 0, f"{title} wires no events"
+
+
+def test_the_whole_app_builds_with_one_picker(tmp_path):
+    demo = app.build_app(roots=(app.ROOT / "checkpoints",), runs_dir=tmp_path / "runs")
+    pickers = [block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "checkpoint-picker"]
+    assert len(pickers) == 1 and pickers[0].value == "checkpoints/mnist"
+
+
+def test_pages_import_no_torch():
+    for path in PAGES_DIR.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = {
+            alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+        }
+        imported |= {
+            node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+        }
+        assert "torch" not in imported, f"{path.name} imports torch"
+
+
+def test_vqvae_never_imports_gradio():
+    for path in (PAGES_DIR.parent / "vqvae").glob("*.py"):
+        assert "import gradio" not in path.read_text() and "from gradio" not in path.read_text(), path.name

@@ -1,0 +1,281 @@
+"""What the app shows instantly, computed once per checkpoint and kept in analysis.safetensors.
+
+    projection_pca / projection_umap  (K, 2)  the codebook e_1..e_K in two dimensions
+    usage / usage_by_class            (K,) / (classes, K)  code counts on the held-out split
+    tiles                             (K, C, t, t)  what each code paints: its mean decoded window
+    exemplars                         (K, E, C, t, t)  held-out patches whose z_e lies nearest each code
+    nearest                           (K, N)  the closest other codes in the codebook
+    images, labels, indices           the held-out images (uint8), their labels and code grids
+
+UMAP (umap-learn) is imported here only, so nothing slow happens when the app starts; a
+checkpoint without it gets the PCA projection alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import checkpoint as ckpt
+from .codes import encode_all
+from .data import Dataset, load_split
+from .errors import CheckpointError
+from .model import VQVAE
+
+log = logging.getLogger(__name__)
+
+ANALYSIS = "analysis.safetensors"
+MAX_IMAGES = 2000  # held-out images kept in the file (all of them for mnist5k's 500)
+EXEMPLARS = 8
+NEAREST = 8
+UMAP_MIN_CODES = 8  # below this a 2-D embedding of the codebook is not worth fitting
+
+
+@dataclass
+class Analysis:
+    projections: dict[str, torch.Tensor]  # name -> (K, 2) float32
+    usage: torch.Tensor  # (K,) int64, held-out code counts
+    usage_by_class: torch.Tensor  # (classes, K) int64; (0, K) without labels
+    tiles: torch.Tensor  # (K, C, t, t) uint8
+    exemplars: torch.Tensor  # (K, E, C, t, t) uint8, black where a code has fewer than E uses
+    exemplar_count: torch.Tensor  # (K,) int64, how many of the E exemplars are real
+    nearest: torch.Tensor  # (K, N) int64
+    images: torch.Tensor  # (M, C, H, W) uint8, held-out
+    labels: torch.Tensor  # (M,) int64, -1 where unlabelled
+    indices: torch.Tensor  # (M, h, w) int64
+    background_code: int  # the code most often found in a grid's corners
+
+    @property
+    def num_embeddings(self) -> int:
+        return self.usage.shape[0]
+
+
+def tile_size(model: VQVAE) -> int:
+    """Side of the window shown around one latent position: three cells, at most the image."""
+    cell = model.config.model.image_size // model.latent_shape[0]
+    return min(3 * cell, model.config.model.image_size)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    return x.clamp(0, 1).mul(255).round().to(torch.uint8)
+
+
+def _window(images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, cell: int, size: int) -> torch.Tensor:
+    """Crop a size x size window centred on latent cell (row, col) of each image (N, C, H, W), zero outside."""
+    pad = size
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))  # (N, C, H + 2p, W + 2p)
+    top = pad + rows * cell + cell // 2 - size // 2
+    left = pad + cols * cell + cell // 2 - size // 2
+    return torch.stack(
+        [padded[i, :, t : t + size, s : s + size] for i, (t, s) in enumerate(zip(top.tolist(), left.tolist()))]
+    )
+
+
+def background_code(indices: torch.Tensor) -> int:
+    """The most frequent code at the four corners of the grids (N, h, w): the 'empty' code."""
+    corners = torch.cat([indices[:, 0, 0], indices[:, 0, -1], indices[:, -1, 0], indices[:, -1, -1]])
+    return int(torch.bincount(corners).argmax())
+
+
+@torch.inference_mode()
+def isolated_tiles(model: VQVAE, background: int) -> torch.Tensor:
+    """Each code alone at the centre of a background grid, decoded and cropped: (K, C, t, t) in [0, 1]."""
+    h, w = model.latent_shape
+    k = model.num_embeddings
+    grids = torch.full((k, h, w), background, dtype=torch.int64)
+    grids[:, h // 2, w // 2] = torch.arange(k)
+    decoded = torch.cat([model.decode_indices(grids[i : i + 256]) for i in range(0, k, 256)]).clamp(0, 1)
+    cell = model.config.model.image_size // h
+    return _window(decoded, torch.full((k,), h // 2), torch.full((k,), w // 2), cell, tile_size(model))
+
+
+@torch.inference_mode()
+def code_tiles(model: VQVAE, images: torch.Tensor, indices: torch.Tensor, background: int) -> torch.Tensor:
+    """What each code paints: (K, C, t, t) in [0, 1].
+
+    The decoder draws a code differently in each context, and alone on a blank grid it paints
+    only a few faint pixels. So a code's tile is the mean of the decoded windows around its
+    held-out uses; a code never used there gets its lone decode instead.
+    """
+    m, h, w = indices.shape
+    cell, size = model.config.model.image_size // h, tile_size(model)
+    decoded = torch.cat([model.decode_indices(indices[i : i + 500]) for i in range(0, m, 500)]).clamp(0, 1)
+    rows = torch.arange(h).repeat_interleave(w).repeat(m)  # every (image, row, col) in raster order
+    cols = torch.arange(w).repeat(h * m)
+    windows = _window(decoded.repeat_interleave(h * w, 0), rows, cols, cell, size)  # (M*h*w, C, t, t)
+    k = model.num_embeddings
+    sums = torch.zeros(k, *windows.shape[1:]).index_add_(0, indices.reshape(-1), windows)
+    counts = torch.bincount(indices.reshape(-1), minlength=k).float()
+    tiles = sums / counts.clamp_min(1)[:, None, None, None]
+    unused = counts == 0
+    if unused.any():
+        tiles[unused] = isolated_tiles(model, background)[unused]
+    return tiles
+
+
+@torch.inference_mode()
+def code_exemplars(model: VQVAE, images: torch.Tensor, count: int = EXEMPLARS) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each code, the `count` held-out patches whose z_e is nearest to it (among those it quantises)."""
+    z_e = torch.cat([model.encoder(images[i : i + 500]) for i in range(0, len(images), 500)])  # (M, D, h, w)
+    m, d, h, w = z_e.shape
+    flat = z_e.permute(0, 2, 3, 1).reshape(-1, d)  # (M, D, h, w) -> (M*h*w, D)
+    codebook = model.quantizer.codebook
+    indices = model.quantizer.indices(z_e).reshape(-1)  # (M*h*w,)
+    distance = (flat - codebook[indices]).pow(2).sum(1)
+    size, cell = tile_size(model), model.config.model.image_size // h
+    k = model.num_embeddings
+    exemplars = torch.zeros(k, count, images.shape[1], size, size)
+    found = torch.zeros(k, dtype=torch.int64)
+    order = torch.argsort(distance)
+    ranked = indices[order]  # positions sorted by distance, each with its code
+    for code in torch.unique(indices).tolist():
+        best = order[ranked == code][:count]  # flat positions, nearest first
+        image, pos = best // (h * w), best % (h * w)
+        exemplars[code, : len(best)] = _window(images[image], pos // w, pos % w, cell, size)
+        found[code] = len(best)
+    return exemplars, found
+
+
+def nearest_codes(codebook: torch.Tensor, count: int = NEAREST) -> torch.Tensor:
+    """codebook (K, D) -> (K, count) indices of each code's nearest other codes, nearest first."""
+    distance = torch.cdist(codebook, codebook)
+    distance.fill_diagonal_(float("inf"))
+    count = min(count, codebook.shape[0] - 1)
+    return distance.topk(count, largest=False).indices
+
+
+def pca_2d(codebook: torch.Tensor) -> torch.Tensor:
+    """codebook (K, D) -> (K, 2), the first two principal components."""
+    centred = codebook - codebook.mean(0)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    return (centred @ v[:2].T).float()  # (K, D) @ (D, 2)
+
+
+def umap_2d(codebook: torch.Tensor, seed: int = 0) -> torch.Tensor | None:
+    """codebook (K, D) -> (K, 2) UMAP embedding, or None when umap-learn is missing or K is tiny."""
+    if codebook.shape[0] < UMAP_MIN_CODES:
+        return None
+    try:
+        import umap  # slow to import (numba): only ever here
+    except ImportError:
+        log.warning("umap-learn is not installed; the atlas shows PCA only")
+        return None
+    neighbours = min(15, codebook.shape[0] - 1)
+    reducer = umap.UMAP(n_components=2, n_neighbors=neighbours, min_dist=0.1, random_state=seed, n_jobs=1)
+    return torch.as_tensor(reducer.fit_transform(codebook.numpy()), dtype=torch.float32)
+
+
+def usage_counts(
+    indices: torch.Tensor, labels: torch.Tensor, k: int, classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Code counts over grids (M, h, w), overall (K,) and per class (classes, K)."""
+    usage = torch.bincount(indices.reshape(-1), minlength=k)
+    by_class = torch.zeros(classes, k, dtype=torch.int64)
+    for c in range(classes):
+        grids = indices[labels == c]
+        if len(grids):
+            by_class[c] = torch.bincount(grids.reshape(-1), minlength=k)
+    return usage, by_class
+
+
+def analyse_model(model: VQVAE, test: Dataset, with_umap: bool = True) -> Analysis:
+    """Everything the app shows for one model and its held-out data."""
+    model.eval()
+    test = test.subset(torch.arange(min(len(test), MAX_IMAGES)))
+    indices = encode_all(model, test.images)  # (M, h, w)
+    codebook = model.quantizer.codebook.detach().float()
+    k = model.num_embeddings
+    usage, by_class = usage_counts(indices, test.labels, k, len(test.class_names) if (test.labels >= 0).any() else 0)
+    background = background_code(indices)
+    exemplars, found = code_exemplars(model, test.images)
+    projections = {"pca": pca_2d(codebook)}
+    if with_umap and (embedding := umap_2d(codebook)) is not None:
+        projections["umap"] = embedding
+    return Analysis(
+        projections=projections,
+        usage=usage,
+        usage_by_class=by_class,
+        tiles=to_uint8(code_tiles(model, test.images, indices, background)),
+        exemplars=to_uint8(exemplars),
+        exemplar_count=found,
+        nearest=nearest_codes(codebook),
+        images=to_uint8(test.images),
+        labels=test.labels,
+        indices=indices,
+        background_code=background,
+    )
+
+
+def save_analysis(folder: Path, analysis: Analysis) -> None:
+    tensors = {f"projection_{name}": p for name, p in analysis.projections.items()}
+    tensors |= {
+        name: getattr(analysis, name)
+        for name in (
+            "usage",
+            "usage_by_class",
+            "tiles",
+            "exemplars",
+            "exemplar_count",
+            "nearest",
+            "images",
+            "labels",
+            "indices",
+        )
+    }
+    tensors["background_code"] = torch.tensor(analysis.background_code)
+    ckpt.write_tensors(Path(folder) / ANALYSIS, tensors)
+
+
+def load_analysis(folder: Path, model: VQVAE) -> Analysis:
+    """analysis.safetensors, checked against the model it describes."""
+    path = Path(folder) / ANALYSIS
+    tensors, _ = ckpt.read_tensors(path)
+    projections = {key.removeprefix("projection_"): t for key, t in tensors.items() if key.startswith("projection_")}
+    try:
+        analysis = Analysis(
+            projections=projections,
+            usage=tensors["usage"],
+            usage_by_class=tensors["usage_by_class"],
+            tiles=tensors["tiles"],
+            exemplars=tensors["exemplars"],
+            exemplar_count=tensors["exemplar_count"],
+            nearest=tensors["nearest"],
+            images=tensors["images"],
+            labels=tensors["labels"],
+            indices=tensors["indices"],
+            background_code=int(tensors["background_code"]),
+        )
+    except KeyError as error:
+        raise CheckpointError(f"{path} lacks {error}; run `python -m vqvae analyse {folder}` again") from error
+    k, (h, w) = model.num_embeddings, model.latent_shape
+    size, channels = model.config.model.image_size, model.config.model.in_channels
+    expected = {
+        "usage": (k,),
+        "images": (len(analysis.images), channels, size, size),
+        "indices": (len(analysis.images), h, w),
+        "nearest": (k, min(NEAREST, k - 1)),
+        "tiles": (k,) + analysis.tiles.shape[1:],
+    }
+    for name, shape in expected.items():
+        if tuple(getattr(analysis, name).shape) != shape:
+            raise CheckpointError(f"{path} does not match this VQ-VAE ({name} is not {shape}); analyse it again")
+    if "pca" not in projections or any(tuple(p.shape) != (k, 2) for p in projections.values()):
+        raise CheckpointError(f"{path} has no valid codebook projection; analyse it again")
+    if int(analysis.indices.min()) < 0 or int(analysis.indices.max()) >= k or not 0 <= analysis.background_code < k:
+        raise CheckpointError(f"{path} holds codes outside [0, {k})")
+    return analysis
+
+
+def analyse_checkpoint(folder: str | Path, with_umap: bool = True) -> Analysis:
+    """Compute and save a checkpoint folder's analysis on its data's held-out split."""
+    loaded = ckpt.load_checkpoint(folder)
+    if loaded.train_config is None:
+        raise CheckpointError(f"{folder} does not say which data it was trained on, so it has no held-out split")
+    model_config = loaded.config.model
+    split = load_split(loaded.train_config.data, model_config.image_size, model_config.in_channels)
+    analysis = analyse_model(loaded.model, split.test, with_umap=with_umap)
+    save_analysis(Path(folder), analysis)
+    return analysis

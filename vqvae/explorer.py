@@ -1,0 +1,386 @@
+"""A checkpoint opened for exploring: the questions the app asks, answered as numpy arrays.
+
+Everything heavy is loaded once per checkpoint folder and cached here (not in the UI):
+the VQ-VAE, its priors (uniform, unigram, learned) and the precomputed analysis. Results
+are uint8 images (H, W, C) and integer grids (h, w), so a UI needs no tensor maths.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import checkpoint as ckpt
+from .analysis import ANALYSIS, Analysis, analyse_checkpoint, load_analysis
+from .errors import InputError
+from .inputs import fit_image
+from .metrics import perplexity, psnr_db
+from .prior import Prior, UniformPrior, UnigramPrior
+
+PRIORS = ("uniform", "unigram", "learned")
+MAX_SAMPLES = 64
+
+
+@dataclass
+class Decoded:
+    image: np.ndarray | None  # (H, W, C) uint8, the model's input when there is one
+    indices: np.ndarray  # (h, w) int64
+    reconstruction: np.ndarray  # (H, W, C) uint8
+    psnr_db: float | None  # of the reconstruction against the input
+
+
+@dataclass
+class Samples:
+    prior: str
+    images: np.ndarray  # (n, H, W, C) uint8
+    indices: np.ndarray  # (n, h, w) int64
+    bits_per_latent: float  # mean -log2 p(z) per latent of these grids under the learned prior
+
+
+@dataclass
+class Frames:
+    """The learned prior filling one grid in raster order: frame t holds the first t codes."""
+
+    images: np.ndarray  # (h*w + 1, H, W, C) uint8, unfilled positions decoded as the background code
+    indices: np.ndarray  # (h*w + 1, h, w) int64, -1 where not yet drawn
+    top_codes: np.ndarray  # (h*w, 5) the most likely codes at each step
+    top_probs: np.ndarray  # (h*w, 5) their probabilities
+
+
+@dataclass
+class CodeInfo:
+    code: int
+    tile: np.ndarray  # (t, t, C) uint8
+    exemplars: np.ndarray  # (E', t, t, C) uint8, only real ones
+    nearest: list[int]
+    usage: int
+    usage_fraction: float
+    usage_by_class: list[int]
+
+
+@dataclass
+class Sheet:
+    image: np.ndarray  # (rows * cell, columns * cell, C) uint8, one tile per code
+    order: list[int]  # the code in each cell, row by row
+    columns: int
+    cell: int  # pixels per tile including the 1-pixel gap
+
+
+def _whole(value: Any, what: str) -> int:
+    """A whole number from a request (3, 3.0, "3", numpy scalars), else InputError: 1.5 is never read as 1."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"{what} must be a whole number; got {value!r}") from None
+    if not number.is_integer():
+        raise InputError(f"{what} must be a whole number; got {value!r}")
+    return int(number)
+
+
+def _hwc(images: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) uint8 or float in [0, 1] -> (N, H, W, C) uint8."""
+    if images.dtype != torch.uint8:
+        images = images.clamp(0, 1).mul(255).round().to(torch.uint8)
+    return images.permute(0, 2, 3, 1).numpy()
+
+
+class Explorer:
+    """One checkpoint folder, loaded for interactive use (thread-safe reads)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.checkpoint = ckpt.load_checkpoint(self.folder)
+        self.model = self.checkpoint.model.eval()
+        if (self.folder / ANALYSIS).exists():
+            self.analysis: Analysis = load_analysis(self.folder, self.model)
+        else:
+            self.analysis = analyse_checkpoint(self.folder, with_umap=False)
+        self.priors = self._load_priors()
+        self.heldout_bits = self._heldout_bits()
+
+    # --- what the checkpoint is -----------------------------------------------------------
+
+    @property
+    def num_embeddings(self) -> int:
+        return self.model.num_embeddings
+
+    @property
+    def latent_shape(self) -> tuple[int, int]:
+        return self.model.latent_shape
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.checkpoint.extra.get("class_names") or [])
+
+    @property
+    def conditional(self) -> bool:
+        learned = self.priors.get("learned")
+        return learned is not None and learned.config.num_classes > 0
+
+    @property
+    def heldout_count(self) -> int:
+        return len(self.analysis.images)
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.checkpoint.history
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.checkpoint.metrics
+
+    def _load_priors(self) -> dict[str, Prior]:
+        k, shape = self.num_embeddings, self.latent_shape
+        found: dict[str, Prior] = {"uniform": UniformPrior(k, shape)}
+        if (self.folder / ckpt.CODES).exists():
+            found["unigram"] = UnigramPrior.fit(ckpt.load_codes(self.folder, self.checkpoint.config).train, k)
+        else:
+            found["unigram"] = UnigramPrior.fit(self.analysis.indices, k)
+        if (self.folder / ckpt.PRIOR).exists():
+            found["learned"] = ckpt.load_prior(self.folder)
+        return found
+
+    @torch.inference_mode()
+    def _heldout_bits(self) -> dict[str, float]:
+        indices = self.analysis.indices
+        labels = self.analysis.labels if self.conditional else None
+        h, w = self.latent_shape
+        bits = {}
+        for name, prior in self.priors.items():
+            given = labels if name == "learned" else None
+            bits[name] = float(-prior.log_prob(indices, given).mean()) / (h * w * math.log(2))
+        return bits
+
+    # --- images and their codes -----------------------------------------------------------
+
+    def heldout_label(self, index: int) -> str:
+        label = int(self.analysis.labels[self._heldout_index(index)])
+        return self.class_names[label] if 0 <= label < len(self.class_names) else ""
+
+    def _heldout_index(self, index: int) -> int:
+        number = _whole(index, "a held-out image number")
+        if not 0 <= number < self.heldout_count:
+            raise InputError(f"held-out image {index} does not exist; choose 0 to {self.heldout_count - 1}")
+        return number
+
+    @torch.inference_mode()
+    def _decode(self, indices: torch.Tensor, x: torch.Tensor | None) -> Decoded:
+        x_hat = self.model.decode_indices(indices).clamp(0, 1)  # (1, h, w) -> (1, C, H, W)
+        psnr = None if x is None else psnr_db(float((x_hat - x).pow(2).mean()))
+        image = None if x is None else _hwc(x)[0]
+        return Decoded(image, indices[0].numpy().copy(), _hwc(x_hat)[0], psnr)
+
+    @torch.inference_mode()
+    def reconstruct_heldout(self, index: int) -> Decoded:
+        x = self.analysis.images[self._heldout_index(index)][None].float() / 255  # (1, C, H, W)
+        return self._decode(self.model.encode(x), x)
+
+    @torch.inference_mode()
+    def reconstruct_picture(self, rgb: np.ndarray) -> Decoded:
+        """rgb: (H, W, 3) uint8 of any size, fitted to the model's input first."""
+        config = self.checkpoint.config.model
+        x = fit_image(rgb, config.image_size, config.in_channels)
+        return self._decode(self.model.encode(x), x)
+
+    def check_indices(self, indices: Any) -> torch.Tensor:
+        """A grid from a request -> (1, h, w) int64, or InputError naming what is wrong."""
+        try:
+            array = np.asarray(indices)
+            values = array if array.dtype.kind in "iu" else array.astype(np.float64)
+        except (TypeError, ValueError, OverflowError) as error:
+            raise InputError(f"a code grid must hold whole numbers: {error}") from error
+        if values.dtype.kind == "f" and not bool(np.all(np.isfinite(values) & (values == np.round(values)))):
+            raise InputError("a code grid must hold whole numbers")  # 1.5 is not code 1
+        grid = torch.as_tensor(values.astype(np.int64))
+        if tuple(grid.shape) != self.latent_shape:
+            raise InputError(f"a code grid must be {self.latent_shape}; got {tuple(grid.shape)}")
+        if int(grid.min()) < 0 or int(grid.max()) >= self.num_embeddings:
+            raise InputError(f"codes must lie in 0 to {self.num_embeddings - 1}")
+        return grid[None]
+
+    def check_code(self, code: Any) -> int:
+        number = None if code is None else _whole(code, "a code")
+        if number is None or not 0 <= number < self.num_embeddings:
+            raise InputError(f"code {code} does not exist; choose 0 to {self.num_embeddings - 1}")
+        return number
+
+    def decode(self, indices: Any, reference: np.ndarray | None = None) -> Decoded:
+        """Decode a (possibly edited) grid; PSNR against `reference` (H, W, C) uint8 when given."""
+        grid = self.check_indices(indices)
+        x = None if reference is None else torch.as_tensor(reference).permute(2, 0, 1)[None].float() / 255
+        return self._decode(grid, x)
+
+    def cell_at(self, x: float, y: float) -> tuple[int, int]:
+        """The latent cell (row, col) over image pixel (x, y)."""
+        size = self.checkpoint.config.model.image_size
+        h, w = self.latent_shape
+        try:
+            x, y = float(x), float(y)
+        except (TypeError, ValueError, OverflowError):
+            raise InputError(f"pixel ({x!r}, {y!r}) is not a position") from None
+        if not (0 <= x < size and 0 <= y < size):
+            raise InputError(f"pixel ({x}, {y}) is outside the {size}x{size} image")
+        return int(y) * h // size, int(x) * w // size
+
+    def set_code(self, indices: Any, row: int, col: int, code: int) -> np.ndarray:
+        grid = self.check_indices(indices)[0].numpy().copy()
+        h, w = self.latent_shape
+        r, c = _whole(row, "a row"), _whole(col, "a column")
+        if not (0 <= r < h and 0 <= c < w):
+            raise InputError(f"position ({row}, {col}) is outside the {h}x{w} grid")
+        grid[r, c] = self.check_code(code)
+        return grid
+
+    def replace_code(self, indices: Any, old: int, new: int) -> np.ndarray:
+        grid = self.check_indices(indices)[0].numpy().copy()
+        grid[grid == self.check_code(old)] = self.check_code(new)
+        return grid
+
+    # --- the codebook -------------------------------------------------------------------
+
+    def code(self, code: int) -> CodeInfo:
+        k = self.check_code(code)
+        a = self.analysis
+        usage = a.usage[k]
+        return CodeInfo(
+            code=k,
+            tile=_hwc(a.tiles[k : k + 1])[0],
+            exemplars=_hwc(a.exemplars[k, : int(a.exemplar_count[k])]),
+            nearest=a.nearest[k].tolist(),
+            usage=int(usage),
+            usage_fraction=float(usage) / max(1, int(a.usage.sum())),
+            usage_by_class=a.usage_by_class[:, k].tolist(),
+        )
+
+    def usage_order(self) -> list[int]:
+        """Codes from most to least used on the held-out split (ties by code number)."""
+        return sorted(range(self.num_embeddings), key=lambda k: (-int(self.analysis.usage[k]), k))
+
+    def usage_summary(self) -> dict[str, Any]:
+        usage, by_class = self.analysis.usage, self.analysis.usage_by_class.double()
+        return {
+            "num_embeddings": self.num_embeddings,
+            "perplexity": float(perplexity(usage)),
+            "codes_used": int((usage > 0).sum()),
+            "dead_codes": int((usage == 0).sum()),
+            "counts": usage.tolist(),
+            "counts_by_class": self.analysis.usage_by_class.tolist(),
+            "class_shares": (by_class / by_class.sum(1, keepdim=True).clamp_min(1)).tolist(),
+            "latents": int(usage.sum()),
+        }
+
+    def dominant_class(self) -> list[int]:
+        """Per code, the class it appears in most (-1 for unused codes or unlabelled data)."""
+        by_class = self.analysis.usage_by_class
+        if by_class.shape[0] == 0:
+            return [-1] * self.num_embeddings
+        return torch.where(by_class.sum(0) > 0, by_class.argmax(0), -1).tolist()
+
+    def projection(self, name: str) -> np.ndarray:
+        if name not in self.analysis.projections:
+            raise InputError(f"no {name} projection; this checkpoint has {', '.join(self.analysis.projections)}")
+        return self.analysis.projections[name].numpy()
+
+    def sheet(self, order: str = "code", columns: int = 32) -> Sheet:
+        """Every code's tile in one picture, by code number or by held-out usage."""
+        codes = self.usage_order() if order == "usage" else list(range(self.num_embeddings))
+        tiles = _hwc(self.analysis.tiles[codes])  # (K, t, t, C)
+        k, t, _, c = tiles.shape
+        columns = max(1, min(columns, k))
+        rows, cell = -(-k // columns), t + 1
+        canvas = np.full((rows * cell, columns * cell, c), 80, np.uint8)
+        for i, tile in enumerate(tiles):
+            top, left = (i // columns) * cell, (i % columns) * cell
+            canvas[top : top + t, left : left + t] = tile
+        return Sheet(canvas, codes, columns, cell)
+
+    # --- priors -------------------------------------------------------------------------
+
+    def _check_sampling(
+        self, prior: str, n: Any, label: Any, temperature: Any, seed: Any
+    ) -> tuple[int, float, int, torch.Tensor | None]:
+        """n, temperature and seed as numbers, and the labels to condition on: (n,) int64, or None
+        for an unconditional checkpoint.
+
+        On a class-conditional checkpoint, label None ("any class") draws one class per sample
+        from `seed`: the learned prior, and the bits it assigns to any prior's grids, need one.
+        """
+        if not isinstance(prior, str) or prior not in self.priors:
+            raise InputError(f"no {prior} prior in this checkpoint; it has {', '.join(self.priors)}")
+        n = _whole(n, "the number of samples")
+        if not 1 <= n <= MAX_SAMPLES:
+            raise InputError(f"draw between 1 and {MAX_SAMPLES} samples")
+        try:
+            temperature = float(temperature)
+        except (TypeError, ValueError, OverflowError):
+            raise InputError(f"temperature must be a number; got {temperature!r}") from None
+        if not (math.isfinite(temperature) and 0 <= temperature <= 10):
+            raise InputError("temperature must be between 0 and 10")
+        seed = _whole(seed, "the seed")
+        if not -(2**63) <= seed < 2**64:  # what torch.Generator.manual_seed takes
+            raise InputError("the seed is too large")
+        if not self.conditional:
+            return n, temperature, seed, None
+        classes = self.priors["learned"].config.num_classes
+        if label is None:
+            return n, temperature, seed, torch.randint(classes, (n,), generator=torch.Generator().manual_seed(seed))
+        number = _whole(label, "a class")
+        if not 0 <= number < classes:
+            raise InputError(f"class {label} does not exist; choose 0 to {classes - 1}")
+        return n, temperature, seed, torch.full((n,), number, dtype=torch.int64)
+
+    @torch.inference_mode()
+    def sample(self, prior: str, n: int, label: int | None = None, temperature: float = 1.0, seed: int = 0) -> Samples:
+        """n grids from one prior (the class only steers the learned one), decoded."""
+        n, temperature, seed, labels = self._check_sampling(prior, n, label, temperature, seed)
+        use = labels if prior == "learned" else None
+        grids = self.priors[prior].sample(n, labels=use, temperature=temperature, seed=seed)
+        return Samples(prior, _hwc(self.model.decode_indices(grids)), grids.numpy(), self._bits(grids, labels))
+
+    def _bits(self, grids: torch.Tensor, labels: torch.Tensor | None) -> float:
+        judge = self.priors.get("learned") or self.priors["unigram"]
+        h, w = self.latent_shape
+        return float(-judge.log_prob(grids, labels).mean()) / (h * w * math.log(2))
+
+    @torch.inference_mode()
+    def sample_frames(self, label: int | None = None, temperature: float = 1.0, seed: int = 0) -> Frames:
+        """One grid from the learned prior, and the state of the grid after each of its steps."""
+        _, temperature, seed, labels = self._check_sampling("learned", 1, label, temperature, seed)
+        prior = self.priors["learned"]
+        grid = prior.sample(1, labels=labels, temperature=temperature, seed=seed)[0]  # (h, w)
+        h, w = self.latent_shape
+        steps = torch.arange(h * w + 1)[:, None, None]  # frame t shows positions < t
+        position = torch.arange(h * w).reshape(1, h, w)
+        drawn = torch.where(position < steps, grid, -1)  # (h*w + 1, h, w)
+        shown = torch.where(drawn >= 0, drawn, self.analysis.background_code)
+        probs = prior(grid[None], labels).softmax(1)[0]  # (K, h, w): p(z_t | z_<t) along the drawn path
+        top = probs.reshape(self.num_embeddings, -1).T.topk(5, dim=1)  # (h*w, 5)
+        return Frames(_hwc(self.model.decode_indices(shown)), drawn.numpy(), top.indices.numpy(), top.values.numpy())
+
+
+_cache: dict[Path, tuple[tuple, Explorer]] = {}
+_lock = threading.Lock()
+WATCHED = (ckpt.CONFIG, ckpt.WEIGHTS, ckpt.PRIOR, ANALYSIS, ckpt.METRICS)
+
+
+def _signature(folder: Path) -> tuple:
+    return tuple((folder / name).stat().st_mtime_ns if (folder / name).exists() else 0 for name in WATCHED)
+
+
+def open_explorer(folder: str | Path) -> Explorer:
+    """The folder's Explorer, loaded on first use and again only when its files change."""
+    folder = Path(folder).resolve()
+    with _lock:
+        signature = _signature(folder)
+        cached = _cache.get(folder)
+        if cached is None or cached[0] != signature:
+            _cache[folder] = (_signature(folder), Explorer(folder))  # analysing may have added a file
+            while len(_cache) > 4:
+                _cache.pop(next(iter(_cache)))
+        return _cache[folder][1]

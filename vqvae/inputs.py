@@ -1,0 +1,120 @@
+"""User images in: decode an uploaded file safely and fit any picture to a model's input.
+
+Only the formats below are decoded, the pixel count is checked from the header before any
+pixel is read, and a decompression bomb is an error, not a warning.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import DataError
+
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+MAX_PIXELS = 4096 * 4096
+MAX_FILE_BYTES = 32 * 1024**2
+INK_THRESHOLD = 0.2  # a pixel this far from the background counts as part of the drawing
+MNIST_BOX = 20 / 28  # MNIST digits fill a 20x20 box centred in 28x28
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An uploaded image file -> (H, W, 3) uint8 RGB, transparent parts on white. Raises DataError."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise DataError(f"cannot read the uploaded file: {error.strerror}") from error
+    if size == 0:
+        raise DataError("the uploaded file is empty")
+    if size > MAX_FILE_BYTES:
+        raise DataError(f"the uploaded file is {size / 1024**2:.0f} MB; at most {MAX_FILE_BYTES // 1024**2} MB")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=FORMATS) as image:
+                if image.width * image.height > MAX_PIXELS:
+                    raise DataError(
+                        f"the image is {image.width}x{image.height}; at most {MAX_PIXELS:,} pixels are accepted"
+                    )
+                image.seek(0)  # the first frame of an animation
+                image.load()
+                return to_rgb(ImageOps.exif_transpose(image))
+    except DataError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise DataError(f"not an image this app reads ({', '.join(FORMATS)}): {type(error).__name__}") from error
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        raise DataError(f"the image file is damaged or truncated: {error}") from error
+
+
+def to_rgb(image: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> (H, W, 3) uint8; 16-bit and float greys scaled by their range, alpha over white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        grey = np.zeros_like(values) if high == low else (values - low) / (high - low)
+        image = Image.fromarray((grey * 255).round().astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    return np.asarray(image.convert("RGB"))
+
+
+def from_array(array: np.ndarray) -> np.ndarray:
+    """A picture as an array (H, W), (H, W, 1/3/4) of uint8 or floats in [0, 1] -> (H, W, 3) uint8."""
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or min(array.shape[:2]) < 1:
+        raise DataError(f"expected an image of shape (H, W) or (H, W, 1/3/4); got {array.shape}")
+    if array.shape[0] * array.shape[1] > MAX_PIXELS:
+        raise DataError(f"the image has more than {MAX_PIXELS:,} pixels")
+    if array.dtype != np.uint8:
+        array = np.clip(np.nan_to_num(array.astype(np.float64)) * 255, 0, 255).round().astype(np.uint8)
+    if array.shape[-1] == 4:
+        return to_rgb(Image.fromarray(array, "RGBA"))
+    return np.repeat(array, 3, axis=-1) if array.shape[-1] == 1 else array
+
+
+def _centre_drawing(grey: np.ndarray, size: int) -> np.ndarray:
+    """Light-on-dark grey (H, W) in [0, 1]: crop to the ink, fit it in a MNIST-style box, centre it."""
+    ink = np.argwhere(grey > INK_THRESHOLD)
+    if len(ink) == 0:
+        picture = Image.fromarray((grey * 255).astype(np.uint8))
+        return np.asarray(picture.resize((size, size), Image.BILINEAR), dtype=np.float32) / 255
+    (top, left), (bottom, right) = ink.min(0), ink.max(0) + 1
+    crop = Image.fromarray((grey[top:bottom, left:right] * 255).round().astype(np.uint8))
+    box = max(1, round(size * MNIST_BOX))
+    scale = box / max(crop.width, crop.height)
+    crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))), Image.LANCZOS)
+    canvas = Image.new("L", (size, size), 0)
+    canvas.paste(crop, ((size - crop.width) // 2, (size - crop.height) // 2))
+    return np.asarray(canvas, dtype=np.float32) / 255
+
+
+def fit_image(rgb: np.ndarray, image_size: int, channels: int) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, C, S, S) float in [0, 1] as the model was trained.
+
+    One-channel models (digits) expect light strokes on black: a picture with a light
+    background is inverted, and its drawing cropped and centred the way MNIST's are.
+    Colour models get the picture centre-cropped to a square and resized.
+    """
+    if channels == 1:
+        grey = rgb.astype(np.float32).mean(-1) / 255
+        border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+        if border.mean() > 0.5:
+            grey = 1.0 - grey
+        fitted = _centre_drawing(grey, image_size)[None]  # (1, S, S)
+    else:
+        side = min(rgb.shape[:2])
+        top, left = (rgb.shape[0] - side) // 2, (rgb.shape[1] - side) // 2
+        square = Image.fromarray(rgb[top : top + side, left : left + side])
+        fitted = np.asarray(square.resize((image_size, image_size), Image.LANCZOS), dtype=np.float32) / 255
+        fitted = fitted.transpose(2, 0, 1)  # (S, S, 3) -> (3, S, S)
+    return torch.from_numpy(np.ascontiguousarray(fitted)).unsqueeze(0).clamp(0, 1)
