@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .common import Shared, callback, explain, show, show_many
+from .common import Shared, callback, explain, show, show_many, slot_at
 from .figures import atlas
 
 TEXT = r"""
@@ -15,6 +15,7 @@ one for another at little cost. **Click a point** (or type a code) to see what i
 patches it stands for, and its nearest codes.
 """
 
+NEAREST_PIXELS = 48
 PROJECTION_NAMES = {"umap": "UMAP", "pca": "PCA"}
 COLOUR_BY = {"dominant class": "class", "alive / dead": "alive"}
 
@@ -47,13 +48,18 @@ def code_details(shared: Shared, choice: str, code: float | None) -> tuple:
         + ("\n\n**dead code**: no held-out latent chooses it" if info.usage == 0 else "")
     )
     exemplars = show_many(info.exemplars, columns=4, pixels=72) if len(info.exemplars) else None
-    nearest = [(show(explorer.code(k).tile), f"code {k}") for k in info.nearest]
-    return text, show(info.tile), exemplars, nearest
+    strip = show_many(info.nearest_tiles, columns=len(info.nearest), pixels=NEAREST_PIXELS)
+    text += "\n\n**nearest codes**, left to right: " + ", ".join(str(k) for k in info.nearest)
+    return text, show(info.tile), exemplars, strip, info.nearest
 
 
-def pick_nearest(shared: Shared, choice: str, evt: gr.SelectData) -> int:
+def pick_nearest(shared: Shared, choice: str, nearest: list[int] | None, evt: gr.SelectData) -> int:
     """A click on one of the nearest codes makes it the selected code."""
-    return int(str(evt.value["caption"]).removeprefix("code "))
+    if not nearest:
+        return gr.skip()
+    side = shared.explorer(choice).analysis.tiles.shape[-1]
+    slot = slot_at(*evt.index, side, len(nearest), NEAREST_PIXELS)
+    return nearest[slot] if 0 <= slot < len(nearest) else gr.skip()
 
 
 def build(shared: Shared) -> None:
@@ -73,11 +79,14 @@ def build(shared: Shared) -> None:
                     label="what it paints (mean decoded window)", format="png", interactive=False, height=160
                 )
                 exemplars = gr.Image(label="nearest held-out patches", format="png", interactive=False, height=160)
-            nearest = gr.Gallery(label="nearest codes (click one)", columns=8, height=140, allow_preview=False)
+            nearest = gr.Image(
+                label="nearest codes (click one)", format="png", interactive=False, elem_id="atlas-nearest"
+            )
+            nearest_codes = gr.State(None)
 
     figure_inputs = [picker, projection, colour_by, code]
     draw = callback(atlas_figure, shared)
-    details_outputs = [details, tile, exemplars, nearest]
+    details_outputs = [details, tile, exemplars, nearest, nearest_codes]
     shared.on_checkpoint(callback(projections, shared), picker, projection, api_visibility="private").then(
         draw, figure_inputs, plot, api_visibility="private"
     ).then(callback(code_details, shared), [picker, code], details_outputs, api_visibility="private")
@@ -85,4 +94,4 @@ def build(shared: Shared) -> None:
     colour_by.change(draw, figure_inputs, plot, api_visibility="private")
     code.change(callback(code_details, shared), [picker, code], details_outputs, api_name="atlas_select")
     code.change(draw, figure_inputs, plot, api_visibility="private")
-    nearest.select(callback(pick_nearest, shared), picker, code, api_visibility="private")
+    nearest.select(callback(pick_nearest, shared), [picker, nearest_codes], code, api_visibility="private")

@@ -77,9 +77,15 @@ def show(image: np.ndarray) -> np.ndarray:
 
 
 def show_many(images: np.ndarray, columns: int, pixels: int = 96) -> np.ndarray:
-    """(N, H, W, C) uint8 -> one enlarged mosaic, each image about `pixels` a side."""
+    """(N, H, W, C) uint8 -> one enlarged mosaic, each image about `pixels` a side (1-pixel gaps)."""
     scale = max(1, pixels // max(images.shape[1:3]))
     return enlarge(mosaic(images, columns, padding=1, background=90), scale)
+
+
+def slot_at(x: float, y: float, side: int, columns: int, pixels: int) -> int:
+    """Which image of a show_many mosaic (images `side` pixels wide) a click at (x, y) landed on."""
+    scale = max(1, pixels // side)
+    return int(y / scale - 1) // (side + 1) * columns + int(x / scale - 1) // (side + 1)
 
 
 def explain(text: str) -> gr.Markdown:

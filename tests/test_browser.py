@@ -110,6 +110,10 @@ def test_atlas_click_on_a_point_selects_its_code(page):
     assert clicked != "0"
     page.wait_for_selector(f"#atlas-details :text('code {clicked}')")
     assert page.locator("#atlas-code input").input_value() == clicked
+    has_image(page, "atlas-nearest")
+    first = page.locator("#atlas-details").inner_text().split("left to right: ")[1].split(",")[0].strip()
+    page.locator("#atlas-nearest img").click(position={"x": 20, "y": 20})  # the first of the nearest codes
+    page.wait_for_selector(f"#atlas-details :text('code {first}')")
     no_error_toast(page)
     shot(page, "3-atlas")
 

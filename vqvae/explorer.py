@@ -59,6 +59,7 @@ class CodeInfo:
     tile: np.ndarray  # (t, t, C) uint8
     exemplars: np.ndarray  # (E', t, t, C) uint8, only real ones
     nearest: list[int]
+    nearest_tiles: np.ndarray  # (N, t, t, C) uint8, the nearest codes' tiles in the same order
     usage: int
     usage_fraction: float
     usage_by_class: list[int]
@@ -253,6 +254,7 @@ class Explorer:
             tile=_hwc(a.tiles[k : k + 1])[0],
             exemplars=_hwc(a.exemplars[k, : int(a.exemplar_count[k])]),
             nearest=a.nearest[k].tolist(),
+            nearest_tiles=_hwc(a.tiles[a.nearest[k]]),
             usage=int(usage),
             usage_fraction=float(usage) / max(1, int(a.usage.sum())),
             usage_by_class=a.usage_by_class[:, k].tolist(),
