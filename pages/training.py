@@ -39,6 +39,8 @@ def start_run(shared: Shared, name: str, preset: str, data: str, minutes, k, d, 
 
 
 def stop_run(shared: Shared) -> str:
+    if not shared.runs.status().active:
+        return "no run is going"
     shared.runs.stop()
     return "stopping after the current step ..."
 

@@ -173,3 +173,14 @@ def test_step_by_step_sampling_ends_with_a_full_grid(client):
     assert slider["maximum"] == 49 and slider["value"] == 49
     assert -1 not in np.array(grid_of(plot_data(grid)))
     assert picture(frame).shape[0] >= 28
+
+
+def test_training_endpoints_refuse_bad_settings_and_report_status(client):
+    with pytest.raises(AppError, match="run name"):
+        client.predict("../escape", "digits-tiny", "digits", 0.1, 32, 8, 3e-3, 0, api_name="/start_training")
+    with pytest.raises(AppError, match="num_embeddings \\(K\\) must be at most"):
+        client.predict("huge-codebook", "digits-tiny", "digits", 0.1, 10**8, 8, 3e-3, 0, api_name="/start_training")
+    assert client.predict(api_name="/stop_training") == "no run is going"
+    summary, progress, *_ = client.predict(api_name="/training_status")
+    assert "No run yet" in summary or "**" in summary
+    assert "<progress" in progress
