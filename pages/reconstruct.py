@@ -17,8 +17,9 @@ UPLOAD_TYPES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
 TEXT = r"""
 The encoder turns the image into a grid of vectors $z_e$; each is replaced by its nearest
 codebook vector, $k = \arg\min_j \lVert z_e - e_j \rVert_2$, so the image becomes the grid of
-code numbers below. The decoder paints the image back from those codes alone.
-**Click the reconstruction** to pick a cell, choose a code, and see what the decoder makes of the change.
+code numbers below. The decoder paints the image back from those codes alone. To draw, pick the
+brush first. **Click the reconstruction** to pick a cell, choose a code, and see what the decoder
+makes of the change.
 """
 
 
@@ -91,7 +92,17 @@ def build(shared: Shared) -> None:
                 upload = gr.File(label="an image file", file_types=list(UPLOAD_TYPES), type="filepath", height=140)
                 upload_button = gr.Button("Reconstruct upload", elem_id="reconstruct-upload")
             with gr.Tab("Draw"):
-                sketch = gr.Sketchpad(type="numpy", label="draw a digit", height=280, width=280)
+                sketch = gr.Sketchpad(
+                    type="numpy",
+                    label="draw a digit",
+                    canvas_size=(280, 280),
+                    fixed_canvas=True,
+                    layers=False,
+                    transforms=(),
+                    brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"),
+                    height=320,
+                    elem_id="sketch",
+                )
                 sketch_button = gr.Button("Reconstruct drawing", elem_id="reconstruct-drawing")
         with gr.Column(scale=1, min_width=240):
             source = gr.Markdown()

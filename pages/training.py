@@ -48,14 +48,15 @@ def stop_run(shared: Shared) -> str:
 def _summary(status: RunStatus) -> str:
     if status.state == "idle":
         return "No run yet. Choose settings and press **Start**."
-    text = f"**{status.name}**: {status.state}, {status.phase} phase, step {status.step}"
+    doing = f"{status.phase} phase, step {status.step}" if status.active else f"{status.step} steps"
+    text = f"**{status.name}**: {status.state}, {doing}"
     return text + (f"\n\n{status.message}" if status.message else "")
 
 
 def _progress(status: RunStatus) -> str:
     percent = 100 * (status.progress or 0.0)
     bar = f'<progress class="run-progress" max="100" value="{percent:.1f}"></progress>'
-    return f"{bar} {percent:.0f}% of the {status.phase} phase"
+    return f"{bar} {percent:.0f}% of the {status.phase} phase" if status.active else bar
 
 
 def run_status(shared: Shared, seen: dict | None) -> tuple:

@@ -84,6 +84,24 @@ def test_reconstruct_page_reconstructs_and_edits_by_clicking(page):
     shot(page, "1-reconstruct")
 
 
+def test_a_drawing_is_fitted_and_reconstructed(page):
+    open_tab(page, "Reconstruct")
+    page.get_by_role("tab", name="Draw", exact=True).click()
+    page.locator("#sketch button[aria-label=Brush]").click()
+    box = page.locator("#sketch canvas").last.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for k in range(1, 21):  # a vertical stroke: a "1"
+        page.mouse.move(x, y + k * box["height"] * 0.03)
+    page.mouse.up()
+    page.click("#reconstruct-drawing")
+    page.wait_for_selector("text=your drawing, fitted to the model's input")
+    page.wait_for_selector("#psnr :text('PSNR')")
+    no_error_toast(page)
+    shot(page, "1-draw")
+
+
 def test_usage_page_shows_its_figures(page):
     open_tab(page, "Codebook usage")
     page.wait_for_selector("#usage-stats :text('perplexity')")
