@@ -1,5 +1,8 @@
 """Measure the app as a user meets it: cold start to first served page, then each interactive
 endpoint's latency through gradio_client (p50 / p95 over repeated calls), one call at a time.
+Beside it, the same calls over Gradio's plain HTTP API (POST /gradio_api/call/NAME, then read the
+event stream), which shows the server's own time without gradio_client's polling (its message
+loop sleeps 50 ms at a time). The edit needs a session's state, so it has no HTTP figure.
 
     python scripts/app_latency.py [--repeats 40] [--json]
 """
@@ -54,6 +57,18 @@ def start_app(port: int) -> tuple[subprocess.Popen, float]:
             time.sleep(0.05)
 
 
+def http_call(http, base: str, endpoint: str, data: tuple) -> None:
+    """One call over the plain HTTP API; returns when the complete event arrives."""
+    name = endpoint.lstrip("/")
+    event = http.post(f"{base}gradio_api/call/{name}", json={"data": list(data)}).json()["event_id"]
+    with http.stream("GET", f"{base}gradio_api/call/{name}/{event}") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event: error"):
+                raise SystemExit(f"{endpoint} failed over HTTP")
+            if line.startswith("event: complete"):
+                return
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -64,6 +79,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    import httpx
     from gradio_client import Client
 
     port = free_port()
@@ -84,6 +100,19 @@ def main() -> None:
                 "p50_ms": round(1000 * statistics.median(times), 1),
                 "p95_ms": round(1000 * percentile(times, 0.95), 1),
             }
+            if endpoint == "/edit_code":
+                continue
+            with httpx.Client(timeout=60) as http:
+                base = f"http://127.0.0.1:{port}/"
+                times = []
+                for i in range(args.repeats):
+                    start = time.perf_counter()
+                    http_call(http, base, endpoint, arguments(i + 1))
+                    times.append(time.perf_counter() - start)
+            results[name] |= {
+                "http_p50_ms": round(1000 * statistics.median(times), 1),
+                "http_p95_ms": round(1000 * percentile(times, 0.95), 1),
+            }
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -92,7 +121,11 @@ def main() -> None:
     else:
         print(f"cold start to first served page: {results['cold_start_s']:.2f} s")
         for name in CALLS:
-            print(f"{name:<22} p50 {results[name]['p50_ms']:7.1f} ms   p95 {results[name]['p95_ms']:7.1f} ms")
+            r = results[name]
+            line = f"{name:<22} gradio_client p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms"
+            if "http_p50_ms" in r:
+                line += f"   HTTP API p50 {r['http_p50_ms']:7.1f} ms  p95 {r['http_p95_ms']:7.1f} ms"
+            print(line)
 
 
 if __name__ == "__main__":
