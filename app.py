@@ -23,6 +23,7 @@ import gradio as gr  # noqa: E402
 from pages import atlas, codes, reconstruct, sampling, training, usage  # noqa: E402
 from pages.common import Shared  # noqa: E402
 from vqvae.catalog import Catalog  # noqa: E402
+from vqvae.explorer import use_threads  # noqa: E402
 from vqvae.runs import RunManager  # noqa: E402
 
 PAGES = {
@@ -35,6 +36,7 @@ PAGES = {
 }
 DEFAULT_CHECKPOINT = "checkpoints/mnist"
 STATIC = ROOT / "pages" / "static"
+THREADS_PER_REQUEST = 1
 
 
 def build_app(
@@ -76,6 +78,7 @@ def build_app(
 
 def launch(demo: gr.Blocks, host: str, port: int, block: bool = True) -> None:
     """Serve the app: a bounded queue, two requests at a time (the machine's two cores), our styles."""
+    use_threads(THREADS_PER_REQUEST)
     demo.queue(default_concurrency_limit=2, max_size=64).launch(
         server_name=host,
         server_port=port,

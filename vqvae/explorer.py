@@ -366,6 +366,13 @@ class Explorer:
         return Frames(_hwc(self.model.decode_indices(shown)), drawn.numpy(), top.indices.numpy(), top.values.numpy())
 
 
+def use_threads(threads: int) -> None:
+    """Intra-op threads for each request. The app's requests are small: measured on 2 cores, one
+    thread per request drew 16 samples faster inside the server (317 ms vs 458 ms with two) and
+    leaves the other core to a second, concurrent request."""
+    torch.set_num_threads(max(1, int(threads)))
+
+
 _cache: dict[Path, tuple[tuple, Explorer]] = {}
 _lock = threading.Lock()
 WATCHED = (ckpt.CONFIG, ckpt.WEIGHTS, ckpt.PRIOR, ANALYSIS, ckpt.METRICS)
