@@ -328,3 +328,21 @@ def test_a_few_steps_lower_the_nll():
     with torch.no_grad():
         after = -model.log_prob(z, labels).mean().item()
     assert after < 0.8 * before, (before, after)
+
+
+@pytest.mark.parametrize("kernel_size", [3, 5])
+def test_one_sampling_step_equals_the_horizontal_stack_at_that_column(kernel_size):
+    model = pixelcnn(kernel_size=kernel_size, num_classes=3)
+    n, c = 2, model.config.hidden_channels
+    labels = torch.tensor([0, 2])
+    for layer in model.layers:
+        width = layer.horizontal.in_channels
+        h = torch.randn(n, width, 1, W)
+        link = torch.randn(n, 2 * c, 1, W)
+        with torch.no_grad():
+            full_h, full_skip = layer.forward_horizontal(h, link, labels)  # every column at once
+            bias = layer.label_horizontal(labels)
+            for j in range(W):
+                step_h, step_skip = layer.step_horizontal(h[:, :, 0], j, link[:, :, 0, j], bias)
+                assert torch.allclose(step_skip, full_skip[:, :, 0, j], atol=1e-5)
+                assert torch.allclose(step_h, full_h[:, :, 0, j], atol=1e-5)

@@ -269,6 +269,27 @@ class GatedLayer(nn.Module):
         # the first layer's input holds code (i, j) itself, so it has no residual path
         return (residual if self.first else h + residual), skip
 
+    def step_horizontal(
+        self, source: torch.Tensor, j: int, link: torch.Tensor, bias: torch.Tensor | float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """forward_horizontal at column j alone, as matmuls: (next h, skip), each (n, C).
+
+        source: this layer's input along the row, (n, C_in, w); link: (n, 2C) from the row above;
+        bias: the label bias (n, 2C) or 0. On the tiny tensors of one sampling step a convolution
+        call costs ~100 us, most of a step; the same sums as matrix products cost a few us.
+        """
+        size = self.reach + 1
+        end = j + 1 - int(self.first)  # the first layer's input is shifted right: it never sees (i, j)
+        window = source[..., max(0, end - size) : max(0, end)]
+        if window.shape[-1] < size:  # zero padding left of the row, as forward's F.pad
+            window = F.pad(window, (size - window.shape[-1], 0))
+        weight = self.horizontal.weight.flatten(1)  # (2C, C_in, 1, size) -> (2C, C_in*size)
+        features = F.linear(window.flatten(1), weight, self.horizontal.bias) + link + bias  # (n, 2C)
+        f, g = features.chunk(2, dim=1)
+        out = F.linear(torch.tanh(f) * torch.sigmoid(g), self.out.weight.flatten(1), self.out.bias)  # (n, 2C)
+        residual, skip = out.chunk(2, dim=1)
+        return (residual if self.first else source[..., j] + residual), skip
+
 
 def _label_bias(embedding: nn.Embedding | None, labels: torch.Tensor | None) -> torch.Tensor | float:
     """A learned bias per class, (B, 2C, 1, 1), or 0 for an unconditional model."""
@@ -421,14 +442,21 @@ class GatedPixelCNN(nn.Module):
     ) -> torch.Tensor:
         """Logits (n, K) at (i, j); caches column j of each layer's horizontal output in row i."""
         total = 0
+        row = self._embed_row(codes[:, i])
         for k, layer in enumerate(self.layers):
-            left = max(0, j - layer.reach - int(layer.first))  # the first layer's shift looks one column further
-            h = self._embed(codes[:, i : i + 1, left : j + 1]) if k == 0 else cache[k - 1][..., left : j + 1]
-            h, skip = layer.forward_horizontal(h, links[k][..., left : j + 1], labels)  # (n, C, 1, columns)
-            total = total + skip[..., -1:]
+            source = row if k == 0 else cache[k - 1][:, :, 0]  # this layer's input along row i, (n, C_in, w)
+            bias = _label_bias(layer.label_horizontal, labels)
+            bias = bias[:, :, 0, 0] if isinstance(bias, torch.Tensor) else bias
+            h, skip = layer.step_horizontal(source, j, links[k][:, :, 0, j], bias)  # (n, C) each
+            total = total + skip
             if k < len(cache):
-                cache[k][..., j] = h[..., -1]
-        return self.head(total)[:, :, 0, 0]  # (n, K, 1, 1) -> (n, K)
+                cache[k][:, :, 0, j] = h
+        relu, hidden, _, out = self.head
+        x = F.linear(relu(total), hidden.weight.flatten(1), hidden.bias)  # the head's 1x1 convs as matmuls
+        return F.linear(relu(x), out.weight.flatten(1), out.bias)  # (n, C) -> (n, K)
+
+    def _embed_row(self, row: torch.Tensor) -> torch.Tensor:
+        return self.embedding(row).transpose(1, 2)  # (n, w) -> (n, E, w)
 
     def _check_labels(self, labels: torch.Tensor | None, batch: int) -> None:
         classes = self.config.num_classes
