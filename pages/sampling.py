@@ -41,13 +41,14 @@ def sample_priors(shared: Shared, choice: str, label: str, temperature: float, n
     explorer = shared.explorer(choice)
     y = _label(shared, choice, label)
     columns = 8 if n > 16 else 4
+    drawn = explorer.compare(int(n), label=y, temperature=float(temperature), seed=int(seed))
     pictures, rows = [], []
     for name in PRIORS:
-        if name not in explorer.priors:
+        if name not in drawn:
             pictures.append(None)
             rows.append(f"| {TITLES[name]} | not trained | | |")
             continue
-        samples = explorer.sample(name, int(n), label=y, temperature=float(temperature), seed=int(seed))
+        samples = drawn[name]
         pictures.append(show_many(samples.images, columns))
         rows.append(
             f"| {TITLES[name]} | {explorer.heldout_bits[name]:.2f} | {samples.bits_per_latent:.2f} |"

@@ -357,3 +357,13 @@ def test_an_explorer_without_an_analysis_computes_and_saves_one(copy, explorer):
     assert torch.equal(saved.indices, explorer.analysis.indices) and torch.equal(saved.usage, explorer.analysis.usage)
     assert torch.equal(fresh.analysis.tiles, saved.tiles) and set(saved.projections) == {"pca"}
     assert fresh.heldout_bits == pytest.approx(explorer.heldout_bits)
+
+
+def test_compare_draws_what_each_prior_draws_alone(explorer):
+    drawn = explorer.compare(5, label=1, temperature=1.0, seed=3)
+    assert set(drawn) == set(explorer.priors)
+    for name, samples in drawn.items():
+        alone = explorer.sample(name, 5, label=1, temperature=1.0, seed=3)
+        assert np.array_equal(samples.indices, alone.indices)
+        assert np.array_equal(samples.images, alone.images)
+        assert samples.bits_per_latent == pytest.approx(alone.bits_per_latent, rel=1e-5)

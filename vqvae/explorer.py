@@ -345,6 +345,30 @@ class Explorer:
         grids = self.priors[prior].sample(n, labels=use, temperature=temperature, seed=seed)
         return Samples(prior, _hwc(self.model.decode_indices(grids)), grids.numpy(), self._bits(grids, labels))
 
+    @torch.inference_mode()
+    def compare(self, n: int, label: int | None = None, temperature: float = 1.0, seed: int = 0) -> dict[str, Samples]:
+        """n grids from every prior with the same seed, decoded and scored in one batch each."""
+        drawn = {}
+        for name in self.priors:
+            n, temperature, seed, labels = self._check_sampling(name, n, label, temperature, seed)
+            use = labels if name == "learned" else None
+            drawn[name] = self.priors[name].sample(n, labels=use, temperature=temperature, seed=seed)
+        grids = torch.cat(list(drawn.values()))  # (P*n, h, w): one decoder and one prior pass for all
+        every = None if labels is None else labels.repeat(len(drawn))
+        images = _hwc(self.model.decode_indices(grids)).reshape(len(drawn), n, *self._image_shape())
+        bits = self._bits_each(grids, every).reshape(len(drawn), n).mean(1)
+        return {name: Samples(name, images[p], g.numpy(), float(bits[p])) for p, (name, g) in enumerate(drawn.items())}
+
+    def _image_shape(self) -> tuple[int, int, int]:
+        model = self.checkpoint.config.model
+        return model.image_size, model.image_size, model.in_channels
+
+    def _bits_each(self, grids: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """-log2 p(z) per latent of each grid under the learned prior (the unigram one without it): (N,)."""
+        judge = self.priors.get("learned") or self.priors["unigram"]
+        h, w = self.latent_shape
+        return -judge.log_prob(grids, labels) / (h * w * math.log(2))
+
     def _bits(self, grids: torch.Tensor, labels: torch.Tensor | None) -> float:
         judge = self.priors.get("learned") or self.priors["unigram"]
         h, w = self.latent_shape
