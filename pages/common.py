@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import functools
+import html
 import inspect
 import logging
 from collections.abc import Callable
@@ -15,7 +17,7 @@ import numpy as np
 from vqvae.catalog import Catalog
 from vqvae.errors import VQVAEError
 from vqvae.explorer import Explorer, open_explorer
-from vqvae.images import enlarge, mosaic
+from vqvae.images import enlarge, mosaic, png_bytes
 from vqvae.runs import RunManager
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,12 @@ def callback(fn: Callable[..., Any], shared: Shared) -> Callable[..., Any]:
     wrapper.__name__ = fn.__name__
     del wrapper.__wrapped__
     return wrapper
+
+
+def inline_image(image: np.ndarray, alt: str) -> str:
+    """An <img> carrying its own PNG (a data: URL): the answer needs no second request for the file."""
+    data = base64.b64encode(png_bytes(image)).decode("ascii")
+    return f'<img class="inline-image" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
 def display_scale(side: int, pixels: int = DISPLAY_PIXELS) -> int:

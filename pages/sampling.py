@@ -7,7 +7,7 @@ import gradio as gr
 from vqvae.errors import InputError
 from vqvae.explorer import PRIORS
 
-from .common import Shared, callback, explain, show, show_many
+from .common import Shared, callback, explain, inline_image, show, show_many
 from .figures import code_grid, top_codes
 
 TEXT = r"""
@@ -25,7 +25,7 @@ TITLES = {"uniform": "uniform prior", "unigram": "unigram prior", "learned": "le
 def class_choices(shared: Shared, choice: str) -> gr.Dropdown:
     explorer = shared.explorer(choice)
     names = explorer.class_names if explorer.conditional else []
-    return gr.Dropdown(choices=[ANY_CLASS, *names], value=names[0] if names else ANY_CLASS)
+    return gr.Dropdown(choices=[ANY_CLASS, *names], value=ANY_CLASS)
 
 
 def _label(shared: Shared, choice: str, name: str | None) -> int | None:
@@ -45,11 +45,11 @@ def sample_priors(shared: Shared, choice: str, label: str, temperature: float, n
     pictures, rows = [], []
     for name in PRIORS:
         if name not in drawn:
-            pictures.append(None)
+            pictures.append("")
             rows.append(f"| {TITLES[name]} | not trained | | |")
             continue
         samples = drawn[name]
-        pictures.append(show_many(samples.images, columns))
+        pictures.append(inline_image(show_many(samples.images, columns), f"samples from the {TITLES[name]}"))
         rows.append(
             f"| {TITLES[name]} | {explorer.heldout_bits[name]:.2f} | {samples.bits_per_latent:.2f} |"
             f" {samples.bits_per_latent * samples.indices[0].size:.0f} |"
@@ -101,9 +101,11 @@ def build(shared: Shared) -> None:
         seed = gr.Number(value=0, precision=0, label="seed")
         draw = gr.Button("Sample", variant="primary", elem_id="sample-button")
     with gr.Row():
-        pictures = [
-            gr.Image(label=TITLES[name], format="png", interactive=False, elem_id=f"samples-{name}") for name in PRIORS
-        ]
+        pictures = []  # inline images: one reply carries all three pictures, no file downloads after it
+        for name in PRIORS:
+            with gr.Column(min_width=200):
+                gr.Markdown(f"**{TITLES[name]}**")
+                pictures.append(gr.HTML(elem_id=f"samples-{name}"))
     table = gr.Markdown(elem_id="sample-bits")
     gr.Markdown("### The learned prior, one code at a time")
     state = gr.State(None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 
 import numpy as np
@@ -33,6 +35,12 @@ PUBLIC = {
 @pytest.fixture(scope="module")
 def client(app_server):
     return Client(app_server.url, verbose=False)
+
+
+def inline_picture(markup: str) -> np.ndarray:
+    """The image inside an <img src="data:image/png;base64,..."> reply."""
+    data = markup.split("base64,")[1].split('"')[0]
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))))
 
 
 def picture(path) -> np.ndarray:
@@ -154,14 +162,15 @@ def test_codebook_sheet_and_a_code_in_context(client):
 
 def test_sampling_three_priors_side_by_side(client):
     uniform, unigram, learned, table = client.predict(SHIPPED, "3", 1.0, 16, 0, api_name="/sample")
-    for path in (uniform, unigram, learned):
-        assert picture(path).shape[0] > 100
+    for markup in (uniform, unigram, learned):
+        assert inline_picture(markup).shape[0] > 100
     rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
     held_out = {name: float(line.split("|")[2]) for name, line in rows.items()}
     assert held_out["uniform prior"] == pytest.approx(9.0, abs=1e-3)
     assert held_out["learned prior (PixelCNN)"] < held_out["unigram prior"] < held_out["uniform prior"]
     again = client.predict(SHIPPED, "3", 1.0, 16, 0, api_name="/sample")
-    assert np.array_equal(picture(again[2]), picture(learned))  # same seed, same samples
+    assert np.array_equal(inline_picture(again[2]), inline_picture(learned))  # same seed, same samples
+    assert not np.array_equal(inline_picture(uniform), inline_picture(learned))
     with pytest.raises(AppError, match="class 'eleven' does not exist"):
         client.predict(SHIPPED, "eleven", 1.0, 16, 0, api_name="/sample")
     with pytest.raises(AppError, match="64"):  # gradio refuses it before our check

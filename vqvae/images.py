@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import torch
 from PIL import Image
@@ -29,6 +31,13 @@ def enlarge(image: np.ndarray, scale: int) -> np.ndarray:
     """(H, W, C) uint8 -> (H*s, W*s) grey or (H*s, W*s, 3) colour, each pixel a s x s block (no blur)."""
     image = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1) if scale > 1 else image
     return image[..., 0] if image.shape[-1] == 1 else image
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """(H, W) or (H, W, C) uint8 -> the bytes of a PNG file."""
+    buffer = io.BytesIO()
+    Image.fromarray(image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def grid(images: torch.Tensor, columns: int, padding: int = 2, scale: int = 1, background: int = 255) -> Image.Image:
