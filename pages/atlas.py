@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .common import Shared, callback, explain, show, show_many, slot_at
+from .common import Shared, callback, explain, inline_image, show, show_many, slot_at
 from .figures import atlas
 
 TEXT = r"""
@@ -47,10 +47,15 @@ def code_details(shared: Shared, choice: str, code: float | None) -> tuple:
         + (f"; by class {shares}" if shares else "")
         + ("\n\n**dead code**: no held-out latent chooses it" if info.usage == 0 else "")
     )
-    exemplars = show_many(info.exemplars, columns=4, pixels=72) if len(info.exemplars) else None
+    exemplars = (
+        inline_image(show_many(info.exemplars, columns=4, pixels=72), "held-out patches", "nearest held-out patches")
+        if len(info.exemplars)
+        else ""
+    )
     strip = show_many(info.nearest_tiles, columns=len(info.nearest), pixels=NEAREST_PIXELS)
     text += "\n\n**nearest codes**, left to right: " + ", ".join(str(k) for k in info.nearest)
-    return text, show(info.tile), exemplars, strip, info.nearest
+    tile = inline_image(show(info.tile), f"code {info.code}", "what it paints (mean decoded window)")
+    return text, tile, exemplars, strip, info.nearest
 
 
 def pick_nearest(shared: Shared, choice: str, nearest: list[int] | None, evt: gr.SelectData) -> int:
@@ -75,10 +80,8 @@ def build(shared: Shared) -> None:
         with gr.Column(scale=2):
             details = gr.Markdown(elem_id="atlas-details")
             with gr.Row():
-                tile = gr.Image(
-                    label="what it paints (mean decoded window)", format="png", interactive=False, height=160
-                )
-                exemplars = gr.Image(label="nearest held-out patches", format="png", interactive=False, height=160)
+                tile = gr.HTML(elem_id="atlas-tile")
+                exemplars = gr.HTML(elem_id="atlas-exemplars")
             nearest = gr.Image(
                 label="nearest codes (click one)", format="png", interactive=False, elem_id="atlas-nearest"
             )

@@ -6,7 +6,7 @@ import gradio as gr
 
 from vqvae.images import enlarge
 
-from .common import Shared, callback, display_scale, explain, heldout_range, show
+from .common import Shared, callback, display_scale, explain, heldout_range, inline_image, show
 from .figures import code_grid
 
 TEXT = r"""
@@ -53,8 +53,8 @@ def code_in_context(
     text = f"{changed} of {edited.size} cells changed; PSNR against the input {before.psnr_db:.2f}"
     text += f" -> {after.psnr_db:.2f} dB"
     return (
-        show(before.reconstruction),
-        show(after.reconstruction),
+        inline_image(show(before.reconstruction), "reconstruction", "reconstruction"),
+        inline_image(show(after.reconstruction), "with the code put in", "with the code put in"),
         code_grid(edited.tolist(), "edited codes", cell),
         text,
     )
@@ -76,10 +76,8 @@ def build(shared: Shared) -> None:
                 row = gr.Number(label="row", precision=0, minimum=0, value=3)
                 col = gr.Number(label="column", precision=0, minimum=0, value=3)
             apply = gr.Button("Decode", variant="primary", elem_id="context-button")
-        before = gr.Image(label="reconstruction", format="png", interactive=False, height=240)
-        after = gr.Image(
-            label="with the code put in", format="png", interactive=False, height=240, elem_id="context-after"
-        )
+        before = gr.HTML(elem_id="context-before")
+        after = gr.HTML(elem_id="context-after")
         grid = gr.Plot(label="edited codes")
     summary = gr.Markdown(elem_id="context-summary")
 

@@ -68,10 +68,16 @@ def callback(fn: Callable[..., Any], shared: Shared) -> Callable[..., Any]:
     return wrapper
 
 
-def inline_image(image: np.ndarray, alt: str) -> str:
-    """An <img> carrying its own PNG (a data: URL): the answer needs no second request for the file."""
+def inline_image(image: np.ndarray, alt: str, caption: str = "") -> str:
+    """An <img> carrying its own PNG (a data: URL): the answer needs no second request for the file.
+    Used for pictures nobody clicks; clickable ones stay gr.Image, whose select event gives the pixel."""
     data = base64.b64encode(png_bytes(image)).decode("ascii")
-    return f'<img class="inline-image" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+    img = f'<img class="inline-image" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+    return (
+        f'<figure class="inline-figure"><figcaption>{html.escape(caption)}</figcaption>{img}</figure>'
+        if caption
+        else img
+    )
 
 
 def display_scale(side: int, pixels: int = DISPLAY_PIXELS) -> int:

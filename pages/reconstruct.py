@@ -10,7 +10,7 @@ from vqvae.errors import InputError
 from vqvae.explorer import Decoded
 from vqvae.inputs import from_array, read_image
 
-from .common import Shared, callback, display_scale, explain, heldout_range, show
+from .common import Shared, callback, display_scale, explain, heldout_range, inline_image, show
 from .figures import code_grid
 
 UPLOAD_TYPES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
@@ -31,7 +31,7 @@ def _result(decoded: Decoded, reference: Any, cell: tuple[int, int] | None = Non
 
 
 def _with_input(decoded: Decoded) -> tuple:
-    return (show(decoded.image), *_result(decoded, decoded.image))
+    return (inline_image(show(decoded.image), "input", "input"), *_result(decoded, decoded.image))
 
 
 def reconstruct_heldout(shared: Shared, choice: str, index: float) -> tuple:
@@ -106,7 +106,7 @@ def build(shared: Shared) -> None:
                 sketch_button = gr.Button("Reconstruct drawing", elem_id="reconstruct-drawing")
         with gr.Column(scale=1, min_width=240):
             source = gr.Markdown()
-            original = gr.Image(label="input", format="png", interactive=False, elem_id="input-image", height=240)
+            original = gr.HTML(elem_id="input-image")
         with gr.Column(scale=1, min_width=240):
             psnr = gr.Markdown(elem_id="psnr")
             decoded = gr.Image(

@@ -44,6 +44,8 @@ def inline_picture(markup: str) -> np.ndarray:
 
 
 def picture(path) -> np.ndarray:
+    if path.lstrip().startswith("<"):
+        return inline_picture(path)
     return np.asarray(Image.open(path))
 
 
