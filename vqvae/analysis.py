@@ -63,15 +63,16 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return x.clamp(0, 1).mul(255).round().to(torch.uint8)
 
 
-def _window(images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, cell: int, size: int) -> torch.Tensor:
-    """Crop a size x size window centred on latent cell (row, col) of each image (N, C, H, W), zero outside."""
-    pad = size
-    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))  # (N, C, H + 2p, W + 2p)
-    top = pad + rows * cell + cell // 2 - size // 2
-    left = pad + cols * cell + cell // 2 - size // 2
-    return torch.stack(
-        [padded[i, :, t : t + size, s : s + size] for i, (t, s) in enumerate(zip(top.tolist(), left.tolist()))]
-    )
+def windows(images: torch.Tensor, cell: int, size: int, grid: tuple[int, int]) -> torch.Tensor:
+    """The size x size window centred on every latent cell of each image, zero outside the image.
+
+    images (N, C, H, W) -> (N, h, w, C, size, size), a view of one padded copy (nothing per window).
+    """
+    h, w = grid
+    offset = size + cell // 2 - size // 2  # where the window of cell (0, 0) starts in the padded image
+    padded = torch.nn.functional.pad(images, (size, size, size, size))  # (N, C, H + 2s, W + 2s)
+    crops = padded[:, :, offset:, offset:].unfold(2, size, cell).unfold(3, size, cell)  # (N, C, h', w', s, s)
+    return crops[:, :, :h, :w].permute(0, 2, 3, 1, 4, 5)
 
 
 def background_code(indices: torch.Tensor) -> int:
@@ -89,7 +90,7 @@ def isolated_tiles(model: VQVAE, background: int) -> torch.Tensor:
     grids[:, h // 2, w // 2] = torch.arange(k)
     decoded = torch.cat([model.decode_indices(grids[i : i + 256]) for i in range(0, k, 256)]).clamp(0, 1)
     cell = model.config.model.image_size // h
-    return _window(decoded, torch.full((k,), h // 2), torch.full((k,), w // 2), cell, tile_size(model))
+    return windows(decoded, cell, tile_size(model), (h, w))[:, h // 2, w // 2].clone()
 
 
 @torch.inference_mode()
@@ -103,11 +104,9 @@ def code_tiles(model: VQVAE, images: torch.Tensor, indices: torch.Tensor, backgr
     m, h, w = indices.shape
     cell, size = model.config.model.image_size // h, tile_size(model)
     decoded = torch.cat([model.decode_indices(indices[i : i + 500]) for i in range(0, m, 500)]).clamp(0, 1)
-    rows = torch.arange(h).repeat_interleave(w).repeat(m)  # every (image, row, col) in raster order
-    cols = torch.arange(w).repeat(h * m)
-    windows = _window(decoded.repeat_interleave(h * w, 0), rows, cols, cell, size)  # (M*h*w, C, t, t)
+    around = windows(decoded, cell, size, (h, w)).reshape(m * h * w, -1, size, size)  # raster order, as indices
     k = model.num_embeddings
-    sums = torch.zeros(k, *windows.shape[1:]).index_add_(0, indices.reshape(-1), windows)
+    sums = torch.zeros(k, *around.shape[1:]).index_add_(0, indices.reshape(-1), around)
     counts = torch.bincount(indices.reshape(-1), minlength=k).float()
     tiles = sums / counts.clamp_min(1)[:, None, None, None]
     unused = counts == 0
@@ -129,12 +128,13 @@ def code_exemplars(model: VQVAE, images: torch.Tensor, count: int = EXEMPLARS) -
     k = model.num_embeddings
     exemplars = torch.zeros(k, count, images.shape[1], size, size)
     found = torch.zeros(k, dtype=torch.int64)
+    around = windows(images, cell, size, (h, w))  # (M, h, w, C, t, t)
     order = torch.argsort(distance)
     ranked = indices[order]  # positions sorted by distance, each with its code
     for code in torch.unique(indices).tolist():
         best = order[ranked == code][:count]  # flat positions, nearest first
         image, pos = best // (h * w), best % (h * w)
-        exemplars[code, : len(best)] = _window(images[image], pos // w, pos % w, cell, size)
+        exemplars[code, : len(best)] = around[image, pos // w, pos % w]
         found[code] = len(best)
     return exemplars, found
 
