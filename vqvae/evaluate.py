@@ -10,6 +10,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .classifier import load_classifier, score
+from .config import VQVAEConfig
 from .data import Dataset, load_split
 from .errors import CheckpointError
 from .metrics import mse, perplexity, psnr_db, ssim
@@ -56,14 +57,17 @@ def reconstruction_pairs(model: VQVAE, data: Dataset, n: int) -> torch.Tensor:
     return torch.cat([x, model.decode_indices(model.encode(x)).clamp(0, 1)])
 
 
-def priors(folder: Path, codes: ckpt.Codes) -> dict[str, Prior]:
-    """The three priors compared everywhere: uniform, unigram (train-code frequencies), learned."""
-    model = ckpt.load_prior(folder)
-    return {
-        "uniform": UniformPrior(model.num_embeddings, model.latent_shape),
-        "unigram": UnigramPrior.fit(codes.train, model.num_embeddings),
-        "learned": model,
+def priors(folder: Path, train_codes: torch.Tensor, config: VQVAEConfig) -> dict[str, Prior]:
+    """The priors compared everywhere: uniform, unigram (frequencies of `train_codes` (N, h, w)), and the
+    learned one when the folder has it."""
+    k = config.quantizer.num_embeddings
+    found: dict[str, Prior] = {
+        "uniform": UniformPrior(k, config.latent_shape),
+        "unigram": UnigramPrior.fit(train_codes, k),
     }
+    if (Path(folder) / ckpt.PRIOR).exists():
+        found["learned"] = ckpt.load_prior(folder)
+    return found
 
 
 @torch.inference_mode()
@@ -85,7 +89,7 @@ def prior_metrics(
     """Held-out NLL of each prior, and how often decoded class-conditional samples show their class."""
     codes = ckpt.load_codes(folder, model.config)
     h, w = model.latent_shape
-    compared = priors(folder, codes)
+    compared = priors(folder, codes.train, model.config)
     conditional = compared["learned"].config.num_classes > 0
     result: dict[str, Any] = {}
     for name, prior in compared.items():

@@ -19,9 +19,11 @@ import torch
 from . import checkpoint as ckpt
 from .analysis import ANALYSIS, Analysis, analyse_checkpoint, load_analysis
 from .errors import InputError
+from .evaluate import bits_per_latent, priors
+from .images import to_uint8
 from .inputs import fit_image
 from .metrics import perplexity, psnr_db
-from .prior import Prior, UniformPrior, UnigramPrior
+from .prior import Prior
 
 PRIORS = ("uniform", "unigram", "learned")
 MAX_SAMPLES = 64
@@ -84,13 +86,6 @@ def _whole(value: Any, what: str) -> int:
     return int(number)
 
 
-def _hwc(images: torch.Tensor) -> np.ndarray:
-    """(N, C, H, W) uint8 or float in [0, 1] -> (N, H, W, C) uint8."""
-    if images.dtype != torch.uint8:
-        images = images.clamp(0, 1).mul(255).round().to(torch.uint8)
-    return images.permute(0, 2, 3, 1).numpy()
-
-
 class Explorer:
     """One checkpoint folder, loaded for interactive use (thread-safe reads)."""
 
@@ -137,26 +132,17 @@ class Explorer:
         return self.checkpoint.metrics
 
     def _load_priors(self) -> dict[str, Prior]:
-        k, shape = self.num_embeddings, self.latent_shape
-        found: dict[str, Prior] = {"uniform": UniformPrior(k, shape)}
-        if (self.folder / ckpt.CODES).exists():
-            found["unigram"] = UnigramPrior.fit(ckpt.load_codes(self.folder, self.checkpoint.config).train, k)
-        else:
-            found["unigram"] = UnigramPrior.fit(self.analysis.indices, k)
-        if (self.folder / ckpt.PRIOR).exists():
-            found["learned"] = ckpt.load_prior(self.folder)
-        return found
+        config = self.checkpoint.config
+        has_codes = (self.folder / ckpt.CODES).exists()  # else the unigram prior counts the held-out codes
+        train = ckpt.load_codes(self.folder, config).train if has_codes else self.analysis.indices
+        return priors(self.folder, train, config)
 
-    @torch.inference_mode()
     def _heldout_bits(self) -> dict[str, float]:
-        indices = self.analysis.indices
         labels = self.analysis.labels if self.conditional else None
-        h, w = self.latent_shape
-        bits = {}
-        for name, prior in self.priors.items():
-            given = labels if name == "learned" else None
-            bits[name] = float(-prior.log_prob(indices, given).mean()) / (h * w * math.log(2))
-        return bits
+        return {
+            name: bits_per_latent(prior, self.analysis.indices, labels if name == "learned" else None)
+            for name, prior in self.priors.items()
+        }
 
     # --- images and their codes -----------------------------------------------------------
 
@@ -174,8 +160,8 @@ class Explorer:
     def _decode(self, indices: torch.Tensor, x: torch.Tensor | None) -> Decoded:
         x_hat = self.model.decode_indices(indices).clamp(0, 1)  # (1, h, w) -> (1, C, H, W)
         psnr = None if x is None else psnr_db(float((x_hat - x).pow(2).mean()))
-        image = None if x is None else _hwc(x)[0]
-        return Decoded(image, indices[0].numpy().copy(), _hwc(x_hat)[0], psnr)
+        image = None if x is None else to_uint8(x)[0]
+        return Decoded(image, indices[0].numpy().copy(), to_uint8(x_hat)[0], psnr)
 
     @torch.inference_mode()
     def reconstruct_heldout(self, index: int) -> Decoded:
@@ -251,10 +237,10 @@ class Explorer:
         usage = a.usage[k]
         return CodeInfo(
             code=k,
-            tile=_hwc(a.tiles[k : k + 1])[0],
-            exemplars=_hwc(a.exemplars[k, : int(a.exemplar_count[k])]),
+            tile=to_uint8(a.tiles[k : k + 1])[0],
+            exemplars=to_uint8(a.exemplars[k, : int(a.exemplar_count[k])]),
             nearest=a.nearest[k].tolist(),
-            nearest_tiles=_hwc(a.tiles[a.nearest[k]]),
+            nearest_tiles=to_uint8(a.tiles[a.nearest[k]]),
             usage=int(usage),
             usage_fraction=float(usage) / max(1, int(a.usage.sum())),
             usage_by_class=a.usage_by_class[:, k].tolist(),
@@ -292,7 +278,7 @@ class Explorer:
     def sheet(self, order: str = "code", columns: int = 32) -> Sheet:
         """Every code's tile in one picture, by code number or by held-out usage."""
         codes = self.usage_order() if order == "usage" else list(range(self.num_embeddings))
-        tiles = _hwc(self.analysis.tiles[codes])  # (K, t, t, C)
+        tiles = to_uint8(self.analysis.tiles[codes])  # (K, t, t, C)
         k, t, _, c = tiles.shape
         columns = max(1, min(columns, k))
         rows, cell = -(-k // columns), t + 1
@@ -304,8 +290,13 @@ class Explorer:
 
     # --- priors -------------------------------------------------------------------------
 
+    def _check_prior(self, prior: Any) -> str:
+        if not isinstance(prior, str) or prior not in self.priors:
+            raise InputError(f"no {prior} prior in this checkpoint; it has {', '.join(self.priors)}")
+        return prior
+
     def _check_sampling(
-        self, prior: str, n: Any, label: Any, temperature: Any, seed: Any
+        self, n: Any, label: Any, temperature: Any, seed: Any
     ) -> tuple[int, float, int, torch.Tensor | None]:
         """n, temperature and seed as numbers, and the labels to condition on: (n,) int64, or None
         for an unconditional checkpoint.
@@ -313,8 +304,6 @@ class Explorer:
         On a class-conditional checkpoint, label None ("any class") draws one class per sample
         from `seed`: the learned prior, and the bits it assigns to any prior's grids, need one.
         """
-        if not isinstance(prior, str) or prior not in self.priors:
-            raise InputError(f"no {prior} prior in this checkpoint; it has {', '.join(self.priors)}")
         n = _whole(n, "the number of samples")
         if not 1 <= n <= MAX_SAMPLES:
             raise InputError(f"draw between 1 and {MAX_SAMPLES} samples")
@@ -337,25 +326,27 @@ class Explorer:
             raise InputError(f"class {label} does not exist; choose 0 to {classes - 1}")
         return n, temperature, seed, torch.full((n,), number, dtype=torch.int64)
 
-    @torch.inference_mode()
     def sample(self, prior: str, n: int, label: int | None = None, temperature: float = 1.0, seed: int = 0) -> Samples:
         """n grids from one prior (the class only steers the learned one), decoded."""
-        n, temperature, seed, labels = self._check_sampling(prior, n, label, temperature, seed)
-        use = labels if prior == "learned" else None
-        grids = self.priors[prior].sample(n, labels=use, temperature=temperature, seed=seed)
-        return Samples(prior, _hwc(self.model.decode_indices(grids)), grids.numpy(), self._bits(grids, labels))
+        return self._draw([self._check_prior(prior)], n, label, temperature, seed)[prior]
+
+    def compare(self, n: int, label: int | None = None, temperature: float = 1.0, seed: int = 0) -> dict[str, Samples]:
+        """n grids from every prior with the same seed."""
+        return self._draw(list(self.priors), n, label, temperature, seed)
 
     @torch.inference_mode()
-    def compare(self, n: int, label: int | None = None, temperature: float = 1.0, seed: int = 0) -> dict[str, Samples]:
-        """n grids from every prior with the same seed, decoded and scored in one batch each."""
-        drawn = {}
-        for name in self.priors:
-            n, temperature, seed, labels = self._check_sampling(name, n, label, temperature, seed)
-            use = labels if name == "learned" else None
-            drawn[name] = self.priors[name].sample(n, labels=use, temperature=temperature, seed=seed)
+    def _draw(self, names: list[str], n: Any, label: Any, temperature: Any, seed: Any) -> dict[str, Samples]:
+        """Sample each named prior, then decode and score all the grids in one batch."""
+        n, temperature, seed, labels = self._check_sampling(n, label, temperature, seed)
+        drawn = {
+            name: self.priors[name].sample(
+                n, labels=labels if name == "learned" else None, temperature=temperature, seed=seed
+            )
+            for name in names
+        }
         grids = torch.cat(list(drawn.values()))  # (P*n, h, w): one decoder and one prior pass for all
         every = None if labels is None else labels.repeat(len(drawn))
-        images = _hwc(self.model.decode_indices(grids)).reshape(len(drawn), n, *self._image_shape())
+        images = to_uint8(self.model.decode_indices(grids)).reshape(len(drawn), n, *self._image_shape())
         bits = self._bits_each(grids, every).reshape(len(drawn), n).mean(1)
         return {name: Samples(name, images[p], g.numpy(), float(bits[p])) for p, (name, g) in enumerate(drawn.items())}
 
@@ -369,15 +360,11 @@ class Explorer:
         h, w = self.latent_shape
         return -judge.log_prob(grids, labels) / (h * w * math.log(2))
 
-    def _bits(self, grids: torch.Tensor, labels: torch.Tensor | None) -> float:
-        judge = self.priors.get("learned") or self.priors["unigram"]
-        h, w = self.latent_shape
-        return float(-judge.log_prob(grids, labels).mean()) / (h * w * math.log(2))
-
     @torch.inference_mode()
     def sample_frames(self, label: int | None = None, temperature: float = 1.0, seed: int = 0) -> Frames:
         """One grid from the learned prior, and the state of the grid after each of its steps."""
-        _, temperature, seed, labels = self._check_sampling("learned", 1, label, temperature, seed)
+        self._check_prior("learned")
+        _, temperature, seed, labels = self._check_sampling(1, label, temperature, seed)
         prior = self.priors["learned"]
         grid = prior.sample(1, labels=labels, temperature=temperature, seed=seed)[0]  # (h, w)
         h, w = self.latent_shape
@@ -387,7 +374,9 @@ class Explorer:
         shown = torch.where(drawn >= 0, drawn, self.analysis.background_code)
         probs = prior(grid[None], labels).softmax(1)[0]  # (K, h, w): p(z_t | z_<t) along the drawn path
         top = probs.reshape(self.num_embeddings, -1).T.topk(5, dim=1)  # (h*w, 5)
-        return Frames(_hwc(self.model.decode_indices(shown)), drawn.numpy(), top.indices.numpy(), top.values.numpy())
+        return Frames(
+            to_uint8(self.model.decode_indices(shown)), drawn.numpy(), top.indices.numpy(), top.values.numpy()
+        )
 
 
 def use_threads(threads: int) -> None:

@@ -10,8 +10,8 @@ from PIL import Image
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """images: (N, C, H, W) float in [0, 1] (clamped) -> (N, H, W, C) uint8."""
-    array = images.detach().clamp(0, 1).mul(255).round().to(torch.uint8)
+    """images: (N, C, H, W) float in [0, 1] (clamped), or already uint8 -> (N, H, W, C) uint8."""
+    array = images if images.dtype == torch.uint8 else images.detach().clamp(0, 1).mul(255).round().to(torch.uint8)
     return array.permute(0, 2, 3, 1).cpu().numpy()  # (N, C, H, W) -> (N, H, W, C)
 
 
