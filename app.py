@@ -6,7 +6,9 @@ python app.py [--checkpoint checkpoints/mnist] [--host 127.0.0.1] [--port 7860]
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -21,9 +23,8 @@ for name, value in {
 import gradio as gr  # noqa: E402
 
 from pages import atlas, codes, reconstruct, sampling, training, usage  # noqa: E402
-from pages.common import Shared  # noqa: E402
+from pages.common import Shared, explorers  # noqa: E402
 from vqvae.catalog import Catalog  # noqa: E402
-from vqvae.explorer import use_threads  # noqa: E402
 from vqvae.runs import RunManager  # noqa: E402
 
 PAGES = {
@@ -45,7 +46,7 @@ def build_app(
     """The whole app in one gr.Blocks: a checkpoint picker shared by a tab per page."""
     runs_dir = runs_dir or ROOT / "runs"
     catalog = Catalog(roots or (ROOT / "checkpoints", runs_dir), ROOT)
-    shared = Shared(catalog, RunManager(runs_dir))
+    shared = Shared(catalog, RunManager(runs_dir), THREADS_PER_REQUEST)
     choices = catalog.choices()
     initial = checkpoint if checkpoint in choices else (choices[0] if choices else None)
     with gr.Blocks(title="vqvae-explorer") as demo:
@@ -78,7 +79,6 @@ def build_app(
 
 def launch(demo: gr.Blocks, host: str, port: int, block: bool = True) -> None:
     """Serve the app: a bounded queue, two requests at a time (the machine's two cores), our styles."""
-    use_threads(THREADS_PER_REQUEST)
     demo.queue(default_concurrency_limit=2, max_size=64).launch(
         server_name=host,
         server_port=port,
@@ -87,8 +87,24 @@ def launch(demo: gr.Blocks, host: str, port: int, block: bool = True) -> None:
         theme=gr.themes.Soft(),
         show_error=False,
         max_file_size="16mb",
-        prevent_thread_lock=not block,
+        prevent_thread_lock=True,
     )
+    if block:
+        demo.block_thread()
+
+
+def warm_up(folder: Path) -> None:
+    """Load torch, the checkpoint and its priors in the background once the page is being served,
+    so the first visitor's page fills in sooner. A checkpoint that fails here fails again, with
+    its message, when a page opens it."""
+
+    def load() -> None:
+        try:
+            _ = explorers(THREADS_PER_REQUEST).open_explorer(folder).heldout_bits  # cached on the explorer
+        except Exception:
+            logging.getLogger(__name__).warning("could not load %s ahead of its first request", folder, exc_info=True)
+
+    threading.Thread(target=load, name="warm-up", daemon=True).start()
 
 
 def main() -> None:
@@ -102,7 +118,10 @@ def main() -> None:
     checkpoint = Path(args.checkpoint).resolve()
     roots = tuple(dict.fromkeys((ROOT / "checkpoints", ROOT / "runs", checkpoint.parent)))
     shown = checkpoint.relative_to(ROOT).as_posix() if checkpoint.is_relative_to(ROOT) else str(checkpoint)
-    launch(build_app(shown, roots), args.host, args.port)
+    demo = build_app(shown, roots)
+    launch(demo, args.host, args.port, block=False)
+    warm_up(checkpoint)
+    demo.block_thread()
 
 
 if __name__ == "__main__":

@@ -9,16 +9,19 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 import numpy as np
 
 from vqvae.catalog import Catalog
 from vqvae.errors import VQVAEError
-from vqvae.explorer import Explorer, open_explorer
 from vqvae.images import enlarge, mosaic, png_bytes
 from vqvae.runs import RunManager
+
+if TYPE_CHECKING:
+    from vqvae.explorer import Explorer
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,7 @@ DISPLAY_PIXELS = 224  # images are enlarged to about this many pixels a side, wi
 class Shared:
     catalog: Catalog
     runs: RunManager
+    threads: int = 1  # torch's intra-op threads for each request
     picker: gr.Dropdown | None = None  # made by app.py, read by every page
     demo: gr.Blocks | None = None
 
@@ -38,7 +42,16 @@ class Shared:
         return gr.on([self.demo.load, self.picker.change], fn, inputs, outputs, **options)
 
     def explorer(self, choice: str) -> Explorer:
-        return open_explorer(self.catalog.resolve(choice))
+        return explorers(self.threads).open_explorer(self.catalog.resolve(choice))
+
+
+@functools.cache
+def explorers(threads: int) -> ModuleType:
+    """vqvae.explorer, imported on first use, so the app serves its page before torch has loaded (~1.5 s)."""
+    from vqvae import explorer
+
+    explorer.use_threads(threads)
+    return explorer
 
 
 def callback(fn: Callable[..., Any], shared: Shared) -> Callable[..., Any]:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from vqvae.errors import InputError
-from vqvae.explorer import Decoded
 from vqvae.inputs import from_array, read_image
 
 from .common import Shared, callback, display_scale, explain, heldout_range, inline_image, show
 from .figures import code_grid
+
+if TYPE_CHECKING:
+    from vqvae.explorer import Decoded
 
 UPLOAD_TYPES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
 TEXT = r"""

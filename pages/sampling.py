@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gradio as gr
 
+from vqvae.config import PRIORS
 from vqvae.errors import InputError
-from vqvae.explorer import PRIORS
 
 from .common import Shared, callback, explain, inline_image, show, show_many
 from .figures import code_grid, top_codes

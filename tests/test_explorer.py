@@ -13,6 +13,7 @@ from vqvae import checkpoint as ckpt
 from vqvae.analysis import ANALYSIS, analyse_checkpoint, load_analysis
 from vqvae.config import TrainConfig, preset
 from vqvae.errors import InputError
+from vqvae.evaluate import evaluate_checkpoint
 from vqvae.explorer import MAX_SAMPLES, Explorer, open_explorer
 from vqvae.train import train_prior, train_vqvae
 
@@ -357,6 +358,17 @@ def test_an_explorer_without_an_analysis_computes_and_saves_one(copy, explorer):
     assert torch.equal(saved.indices, explorer.analysis.indices) and torch.equal(saved.usage, explorer.analysis.usage)
     assert torch.equal(fresh.analysis.tiles, saved.tiles) and set(saved.projections) == {"pca"}
     assert fresh.heldout_bits == pytest.approx(explorer.heldout_bits)
+
+
+def test_heldout_bits_come_from_metrics_json_only_while_it_is_newer_than_the_weights(copy, explorer):
+    metrics = evaluate_checkpoint(copy)  # the same held-out codes, measured by `evaluate`
+    assert Explorer(copy).heldout_bits == pytest.approx(explorer.heldout_bits, rel=1e-5)
+    metrics["prior"]["learned_bits_per_latent"] = 1.25  # as if evaluated: read, not recomputed
+    ckpt.atomic_write_json(copy / ckpt.METRICS, metrics)
+    assert Explorer(copy).heldout_bits["learned"] == 1.25
+    stat = (copy / ckpt.METRICS).stat()
+    os.utime(copy / ckpt.PRIOR, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # a prior trained since
+    assert Explorer(copy).heldout_bits == pytest.approx(explorer.heldout_bits)
 
 
 def test_compare_draws_what_each_prior_draws_alone(explorer):

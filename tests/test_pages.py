@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import gradio as gr
@@ -44,5 +46,18 @@ def test_pages_import_no_torch():
 
 
 def test_vqvae_never_imports_gradio():
-    for path in (PAGES_DIR.parent / "vqvae").glob("*.py"):
+    for path in (PAGES_DIR.parent / "vqvae").rglob("*.py"):
         assert "import gradio" not in path.read_text() and "from gradio" not in path.read_text(), path.name
+
+
+def test_the_app_is_built_without_loading_torch(tmp_path):
+    """torch takes ~1.5 s to import: the app serves its page first and loads it on the first request."""
+    script = (
+        "import sys, app; app.build_app(runs_dir=__import__('pathlib').Path(sys.argv[1])); "
+        "print(sorted(name for name in ('torch', 'umap', 'safetensors.torch') if name in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "runs")],
+        cwd=app.ROOT, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -1,45 +1,37 @@
-"""vqvae-explorer: VQ-VAE (van den Oord et al. 2017) with its learned prior."""
+"""vqvae-explorer: VQ-VAE (van den Oord et al. 2017) with its learned prior.
 
-from .checkpoint import Checkpoint, load_checkpoint, load_prior
-from .config import ModelConfig, Preset, PriorConfig, QuantizerConfig, TrainConfig, VQVAEConfig, preset
-from .data import Dataset, Split, load_split
-from .errors import CheckpointError, DataError, TrainingError, VQVAEError
-from .evaluate import evaluate_checkpoint
-from .model import VQVAE, VQVAEOutput
-from .prior import GatedPixelCNN, UniformPrior, UnigramPrior
-from .quantizer import QuantizerOutput, VectorQuantizer, VectorQuantizerEMA, make_quantizer
-from .train import TrainEvent, TrainResult, train_prior, train_vqvae
+Importing the package is free: each name below loads its module (and torch) on first
+use, so code that needs only light modules, like the app at start-up, never waits for torch.
+"""
 
-__all__ = [
-    "VQVAE",
-    "Checkpoint",
-    "CheckpointError",
-    "DataError",
-    "Dataset",
-    "GatedPixelCNN",
-    "ModelConfig",
-    "Preset",
-    "PriorConfig",
-    "QuantizerConfig",
-    "QuantizerOutput",
-    "Split",
-    "TrainConfig",
-    "TrainEvent",
-    "TrainResult",
-    "TrainingError",
-    "UniformPrior",
-    "UnigramPrior",
-    "VQVAEConfig",
-    "VQVAEError",
-    "VQVAEOutput",
-    "VectorQuantizer",
-    "VectorQuantizerEMA",
-    "evaluate_checkpoint",
-    "load_checkpoint",
-    "load_prior",
-    "load_split",
-    "make_quantizer",
-    "preset",
-    "train_prior",
-    "train_vqvae",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "checkpoint": ("Checkpoint", "load_checkpoint", "load_prior"),
+    "config": ("ModelConfig", "Preset", "PriorConfig", "QuantizerConfig", "TrainConfig", "VQVAEConfig", "preset"),
+    "data": ("Dataset", "Split", "load_split"),
+    "errors": ("CheckpointError", "DataError", "TrainingError", "VQVAEError"),
+    "evaluate": ("evaluate_checkpoint",),
+    "model": ("VQVAE", "VQVAEOutput"),
+    "prior": ("GatedPixelCNN", "UniformPrior", "UnigramPrior"),
+    "quantizer": ("QuantizerOutput", "VectorQuantizer", "VectorQuantizerEMA", "make_quantizer"),
+    "train": ("TrainEvent", "TrainResult", "train_prior", "train_vqvae"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -23,11 +23,11 @@ from . import checkpoint as ckpt
 from .codes import encode_all
 from .data import Dataset, load_split
 from .errors import CheckpointError
+from .files import ANALYSIS
 from .model import VQVAE
 
 log = logging.getLogger(__name__)
 
-ANALYSIS = "analysis.safetensors"
 MAX_IMAGES = 2000  # held-out images kept in the file (all of them for mnist5k's 500)
 EXEMPLARS = 8
 NEAREST = 8

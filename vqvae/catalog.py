@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import checkpoint as ckpt
 from .errors import CheckpointError
+from .files import CONFIG, WEIGHTS
 
 
 @dataclass(frozen=True)
@@ -26,11 +26,7 @@ class Catalog:
             if not root.is_dir():
                 continue
             for folder in sorted(root.iterdir()):
-                if (
-                    self._inside(folder, root)
-                    and (folder / ckpt.CONFIG).is_file()
-                    and (folder / ckpt.WEIGHTS).is_file()
-                ):
+                if self._inside(folder, root) and (folder / CONFIG).is_file() and (folder / WEIGHTS).is_file():
                     found.append(self._label(folder))
         return found
 

@@ -36,19 +36,13 @@ from .config import (
     vqvae_config_from_dict,
 )
 from .errors import CheckpointError
+from .files import CODES, CONFIG, HISTORY, METRICS, PRIOR, TRAIN_STATE, WEIGHTS
+from .files import PRIOR_HISTORY as PRIOR_HISTORY  # re-exported, as every file name is
+from .files import PRIOR_STATE as PRIOR_STATE
 from .model import VQVAE
 from .prior import GatedPixelCNN
 
 FORMAT_VERSION = 1
-CONFIG = "config.json"
-WEIGHTS = "vqvae.safetensors"
-TRAIN_STATE = "train_state.safetensors"
-HISTORY = "history.json"
-METRICS = "metrics.json"
-CODES = "codes.safetensors"
-PRIOR = "prior.safetensors"
-PRIOR_STATE = "prior_train_state.safetensors"
-PRIOR_HISTORY = "prior_history.json"
 MAX_FILE_BYTES = 2 * 1024**3
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 QUANTIZER_UPDATES = ("ema", "loss")
+PRIORS = ("uniform", "unigram", "learned")  # the priors over code grids the app compares (section 3.2)
 CODEBOOK_INITS = ("uniform", "samples", "kmeans")
 
 

@@ -7,6 +7,7 @@ are uint8 images (H, W, C) and integer grids (h, w), so a UI needs no tensor mat
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from dataclasses import dataclass
@@ -17,15 +18,15 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
-from .analysis import ANALYSIS, Analysis, analyse_checkpoint, load_analysis
+from .analysis import Analysis, analyse_checkpoint, load_analysis
 from .errors import InputError
 from .evaluate import bits_per_latent, priors
+from .files import ANALYSIS
 from .images import to_uint8
 from .inputs import fit_image
 from .metrics import perplexity, psnr_db
 from .prior import Prior
 
-PRIORS = ("uniform", "unigram", "learned")
 MAX_SAMPLES = 64
 
 
@@ -98,7 +99,6 @@ class Explorer:
         else:
             self.analysis = analyse_checkpoint(self.folder, with_umap=False)
         self.priors = self._load_priors()
-        self.heldout_bits = self._heldout_bits()
 
     # --- what the checkpoint is -----------------------------------------------------------
 
@@ -137,7 +137,27 @@ class Explorer:
         train = ckpt.load_codes(self.folder, config).train if has_codes else self.analysis.indices
         return priors(self.folder, train, config)
 
-    def _heldout_bits(self) -> dict[str, float]:
+    @functools.cached_property
+    def heldout_bits(self) -> dict[str, float]:
+        """Each prior's mean -log2 p(z) per latent on the held-out codes: as `evaluate` measured it
+        when metrics.json is newer than the weights it measured, else computed on first use (the
+        learned prior takes ~2 s for 500 grids, so never when the folder opens)."""
+        return self._evaluated_bits() or self._computed_bits()
+
+    def _evaluated_bits(self) -> dict[str, float] | None:
+        measured = self.metrics.get("prior", {})
+        if not all(f"{name}_bits_per_latent" in measured for name in self.priors):
+            return None
+        written = [
+            (self.folder / name).stat().st_mtime_ns
+            for name in (ckpt.WEIGHTS, ckpt.CODES, ckpt.PRIOR)
+            if (self.folder / name).exists()
+        ]
+        if (self.folder / ckpt.METRICS).stat().st_mtime_ns < max(written):
+            return None
+        return {name: float(measured[f"{name}_bits_per_latent"]) for name in self.priors}
+
+    def _computed_bits(self) -> dict[str, float]:
         labels = self.analysis.labels if self.conditional else None
         return {
             name: bits_per_latent(prior, self.analysis.indices, labels if name == "learned" else None)
@@ -172,7 +192,7 @@ class Explorer:
     def reconstruct_picture(self, rgb: np.ndarray) -> Decoded:
         """rgb: (H, W, 3) uint8 of any size, fitted to the model's input first."""
         config = self.checkpoint.config.model
-        x = fit_image(rgb, config.image_size, config.in_channels)
+        x = torch.from_numpy(fit_image(rgb, config.image_size, config.in_channels))  # (1, C, S, S)
         return self._decode(self.model.encode(x), x)
 
     def check_indices(self, indices: Any) -> torch.Tensor:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:  # tensors come in from the model; this module itself needs no torch
+    import torch
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """images: (N, C, H, W) float in [0, 1] (clamped), or already uint8 -> (N, H, W, C) uint8."""
-    array = images if images.dtype == torch.uint8 else images.detach().clamp(0, 1).mul(255).round().to(torch.uint8)
-    return array.permute(0, 2, 3, 1).cpu().numpy()  # (N, C, H, W) -> (N, H, W, C)
+    if images.dtype.is_floating_point:
+        images = images.detach().clamp(0, 1).mul(255).round().byte()
+    return images.permute(0, 2, 3, 1).cpu().numpy()  # (N, C, H, W) -> (N, H, W, C)
 
 
 def mosaic(tiles: np.ndarray, columns: int, padding: int = 2, background: int = 255) -> np.ndarray:

@@ -10,7 +10,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DataError
@@ -98,8 +97,8 @@ def _centre_drawing(grey: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(canvas, dtype=np.float32) / 255
 
 
-def fit_image(rgb: np.ndarray, image_size: int, channels: int) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (1, C, S, S) float in [0, 1] as the model was trained.
+def fit_image(rgb: np.ndarray, image_size: int, channels: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (1, C, S, S) float32 in [0, 1] as the model was trained.
 
     One-channel models (digits) expect light strokes on black: a picture with a light
     background is inverted, and its drawing cropped and centred the way MNIST's are.
@@ -117,4 +116,4 @@ def fit_image(rgb: np.ndarray, image_size: int, channels: int) -> torch.Tensor:
         square = Image.fromarray(rgb[top : top + side, left : left + side])
         fitted = np.asarray(square.resize((image_size, image_size), Image.LANCZOS), dtype=np.float32) / 255
         fitted = fitted.transpose(2, 0, 1)  # (S, S, 3) -> (3, S, S)
-    return torch.from_numpy(np.ascontiguousarray(fitted)).unsqueeze(0).clamp(0, 1)
+    return np.ascontiguousarray(fitted.clip(0, 1)[None], dtype=np.float32)

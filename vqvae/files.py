@@ -1,0 +1,17 @@
+"""The names of the files in a checkpoint folder (DESIGN.md, "A checkpoint folder").
+
+Apart from checkpoint.py, which reads and writes them, code that only needs to know
+whether a folder holds a checkpoint (the app's picker, the run manager) imports these
+names from here, which costs nothing at start-up (no torch).
+"""
+
+CONFIG = "config.json"  # settings to rebuild every module, plus the format version
+WEIGHTS = "vqvae.safetensors"  # the VQ-VAE weights and buffers
+TRAIN_STATE = "train_state.safetensors"  # everything a resume needs: weights, optimiser, RNG
+HISTORY = "history.json"  # training curves
+METRICS = "metrics.json"  # what `python -m vqvae evaluate` measured
+CODES = "codes.safetensors"  # the code grids (and labels) of the train and test splits
+PRIOR = "prior.safetensors"  # the learned prior
+PRIOR_STATE = "prior_train_state.safetensors"
+PRIOR_HISTORY = "prior_history.json"
+ANALYSIS = "analysis.safetensors"  # what `python -m vqvae analyse` computed for the app
