@@ -341,8 +341,37 @@ def test_one_sampling_step_equals_the_horizontal_stack_at_that_column(kernel_siz
         link = torch.randn(n, 2 * c, 1, W)
         with torch.no_grad():
             full_h, full_skip = layer.forward_horizontal(h, link, labels)  # every column at once
-            bias = layer.label_horizontal(labels)
+            weights, bias = layer.step_weights(), layer.label_horizontal(labels)
+            source = h[:, :, 0].transpose(1, 2)  # (n, W, C_in): channels last
             for j in range(W):
-                step_h, step_skip = layer.step_horizontal(h[:, :, 0], j, link[:, :, 0, j], bias)
+                step_h, step_skip = layer.step_horizontal(source, j, link[:, :, 0, j], weights, bias)
                 assert torch.allclose(step_skip, full_skip[:, :, 0, j], atol=1e-5)
                 assert torch.allclose(step_h, full_h[:, :, 0, j], atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel_size", [3, 5])
+def test_one_sampling_row_equals_the_vertical_stack_at_that_row(kernel_size):
+    model = pixelcnn(kernel_size=kernel_size, num_classes=3)
+    labels = torch.tensor([1, 2])
+    for layer in model.layers:
+        r = layer.reach
+        v = torch.randn(2, layer.vertical.in_channels, H, W)
+        with torch.no_grad():
+            full_v, features = layer.forward_vertical(v, labels)  # every row at once
+            full_link = layer.link(features)
+            weights, bias = layer.step_weights(), layer.label_vertical(labels)[:, None]  # (n, 1, 2C)
+            above = F.pad(v, (0, 0, r, 0)).permute(0, 2, 3, 1)  # (n, r + H, W, C_in): zero rows above the grid
+            for i in range(H):
+                step_v, step_link = layer.step_vertical(above[:, i : i + r + 1], weights, bias)
+                assert torch.allclose(step_v, full_v[:, :, i].transpose(1, 2), atol=1e-5)
+                assert torch.allclose(step_link, full_link[:, :, i].transpose(1, 2), atol=1e-5)
+
+
+def test_sample_scored_gives_the_log_prob_of_its_grids():
+    model = pixelcnn(num_classes=3)
+    labels = torch.tensor([0, 1, 2, 2])
+    for temperature in (1.0, 0.5, 0.0):
+        grids, log_p = model.sample_scored(4, labels, temperature=temperature, seed=3)
+        assert torch.equal(grids, model.sample(4, labels, temperature=temperature, seed=3))
+        with torch.no_grad():
+            assert torch.allclose(log_p, model.log_prob(grids, labels), atol=1e-4)

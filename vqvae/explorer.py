@@ -356,29 +356,37 @@ class Explorer:
 
     @torch.inference_mode()
     def _draw(self, names: list[str], n: Any, label: Any, temperature: Any, seed: Any) -> dict[str, Samples]:
-        """Sample each named prior, then decode and score all the grids in one batch."""
+        """Sample each named prior, then decode and score all the grids in one batch. The learned
+        prior scores its own grids as it draws them; the others' grids take one pass of it."""
         n, temperature, seed, labels = self._check_sampling(n, label, temperature, seed)
-        drawn = {
-            name: self.priors[name].sample(
-                n, labels=labels if name == "learned" else None, temperature=temperature, seed=seed
-            )
-            for name in names
-        }
-        grids = torch.cat(list(drawn.values()))  # (P*n, h, w): one decoder and one prior pass for all
-        every = None if labels is None else labels.repeat(len(drawn))
+        drawn, log_p = {}, {}
+        for name in names:
+            prior, options = self.priors[name], {"temperature": temperature, "seed": seed}
+            if name == "learned":
+                drawn[name], log_p[name] = prior.sample_scored(n, labels=labels, **options)
+            else:
+                drawn[name] = prior.sample(n, **options)
+        grids = torch.cat(list(drawn.values()))  # (P*n, h, w): one decoder pass for all
         images = to_uint8(self.model.decode_indices(grids)).reshape(len(drawn), n, *self._image_shape())
-        bits = self._bits_each(grids, every).reshape(len(drawn), n).mean(1)
-        return {name: Samples(name, images[p], g.numpy(), float(bits[p])) for p, (name, g) in enumerate(drawn.items())}
+        unscored = [name for name in drawn if name not in log_p]
+        if unscored:
+            every = None if labels is None else labels.repeat(len(unscored))
+            scored = self.priors[self._judge].log_prob(torch.cat([drawn[name] for name in unscored]), every)
+            log_p |= dict(zip(unscored, scored.reshape(len(unscored), n)))
+        h, w = self.latent_shape
+        return {
+            name: Samples(name, images[p], grid.numpy(), float(-log_p[name].mean() / (h * w * math.log(2))))
+            for p, (name, grid) in enumerate(drawn.items())
+        }
+
+    @property
+    def _judge(self) -> str:
+        """The prior that scores every sample: the learned one, else the unigram one."""
+        return "learned" if "learned" in self.priors else "unigram"
 
     def _image_shape(self) -> tuple[int, int, int]:
         model = self.checkpoint.config.model
         return model.image_size, model.image_size, model.in_channels
-
-    def _bits_each(self, grids: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        """-log2 p(z) per latent of each grid under the learned prior (the unigram one without it): (N,)."""
-        judge = self.priors.get("learned") or self.priors["unigram"]
-        h, w = self.latent_shape
-        return -judge.log_prob(grids, labels) / (h * w * math.log(2))
 
     @torch.inference_mode()
     def sample_frames(self, label: int | None = None, temperature: float = 1.0, seed: int = 0) -> Frames:

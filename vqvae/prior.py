@@ -16,6 +16,7 @@ All three sample through `sample_categorical`, so temperature and top-k mean the
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -269,26 +270,68 @@ class GatedLayer(nn.Module):
         # the first layer's input holds code (i, j) itself, so it has no residual path
         return (residual if self.first else h + residual), skip
 
-    def step_horizontal(
-        self, source: torch.Tensor, j: int, link: torch.Tensor, bias: torch.Tensor | float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """forward_horizontal at column j alone, as matmuls: (next h, skip), each (n, C).
+    def step_weights(self) -> StepWeights:
+        """The layer's convolutions as matrices over channels-last windows, for `step_vertical` and
+        `step_horizontal`: on the tiny tensors of one sampling step a convolution call costs ~100 us,
+        the same sums as matrix products a few us."""
 
-        source: this layer's input along the row, (n, C_in, w); link: (n, 2C) from the row above;
-        bias: the label bias (n, 2C) or 0. On the tiny tensors of one sampling step a convolution
-        call costs ~100 us, most of a step; the same sums as matrix products cost a few us.
+        def windows_last(conv: nn.Conv2d) -> torch.Tensor:
+            return conv.weight.permute(0, 2, 3, 1).flatten(1)  # (O, I, kh, kw) -> (O, kh * kw * I)
+
+        return StepWeights(
+            windows_last(self.vertical), self.vertical.bias,
+            windows_last(self.vertical_to_horizontal), self.vertical_to_horizontal.bias,
+            windows_last(self.horizontal), self.horizontal.bias,
+            windows_last(self.out), self.out.bias,
+        )  # fmt: skip
+
+    def step_vertical(
+        self, rows: torch.Tensor, weights: StepWeights, bias: torch.Tensor | float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """forward_vertical and link at one row i alone: (next v (n, w, C), link into row i+1 (n, w, 2C)).
+
+        rows: this layer's input at rows i-r..i (zeros above the grid), channels last, (n, r+1, w, C_in);
+        bias: the label bias (n, 1, 2C) or 0.
+        """
+        r = self.reach
+        windows = F.pad(rows, (0, 0, r, r)).unfold(2, 2 * r + 1, 1)  # columns j-r..j+r: (n, r+1, w, C_in, k)
+        windows = windows.permute(0, 2, 1, 4, 3).flatten(2)  # (n, w, (r+1) * k * C_in), as the weights
+        features = F.linear(windows, weights.vertical, weights.vertical_bias) + bias  # (n, w, 2C)
+        f, g = features.chunk(2, dim=-1)
+        return torch.tanh(f) * torch.sigmoid(g), F.linear(features, weights.link, weights.link_bias)
+
+    def step_horizontal(
+        self, source: torch.Tensor, j: int, link: torch.Tensor, weights: StepWeights, bias: torch.Tensor | float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """forward_horizontal at column j alone: (next h, skip), each (n, C).
+
+        source: this layer's input along the row, channels last, (n, w, C_in); link: (n, 2C) from
+        the row above; bias: the label bias (n, 2C) or 0.
         """
         size = self.reach + 1
         end = j + 1 - int(self.first)  # the first layer's input is shifted right: it never sees (i, j)
-        window = source[..., max(0, end - size) : max(0, end)]
-        if window.shape[-1] < size:  # zero padding left of the row, as forward's F.pad
-            window = F.pad(window, (size - window.shape[-1], 0))
-        weight = self.horizontal.weight.flatten(1)  # (2C, C_in, 1, size) -> (2C, C_in*size)
-        features = F.linear(window.flatten(1), weight, self.horizontal.bias) + link + bias  # (n, 2C)
+        window = source[:, max(0, end - size) : max(0, end)]  # (n, <= size, C_in)
+        if window.shape[1] < size:  # zero padding left of the row, as forward's F.pad
+            window = F.pad(window, (0, 0, size - window.shape[1], 0))
+        features = F.linear(window.flatten(1), weights.horizontal, weights.horizontal_bias) + link + bias  # (n, 2C)
         f, g = features.chunk(2, dim=1)
-        out = F.linear(torch.tanh(f) * torch.sigmoid(g), self.out.weight.flatten(1), self.out.bias)  # (n, 2C)
+        out = F.linear(torch.tanh(f) * torch.sigmoid(g), weights.out, weights.out_bias)  # (n, 2C)
         residual, skip = out.chunk(2, dim=1)
-        return (residual if self.first else source[..., j] + residual), skip
+        return (residual if self.first else source[:, j] + residual), skip
+
+
+@dataclass
+class StepWeights:
+    """One gated layer's convolutions as matrices (output, window) over channels-last windows."""
+
+    vertical: torch.Tensor  # (2C, (r+1) * k * C_in)
+    vertical_bias: torch.Tensor  # (2C,)
+    link: torch.Tensor  # (2C, 2C)
+    link_bias: torch.Tensor
+    horizontal: torch.Tensor  # (2C, (r+1) * C_in)
+    horizontal_bias: torch.Tensor
+    out: torch.Tensor  # (2C, C): the residual and the skip
+    out_bias: torch.Tensor
 
 
 def _label_bias(embedding: nn.Embedding | None, labels: torch.Tensor | None) -> torch.Tensor | float:
@@ -347,6 +390,20 @@ class GatedPixelCNN(nn.Module):
         as they are and -1 drawn (completing a partly known grid). temperature 0 or top_k 1
         decode greedily. The same seed gives the same grids; the global RNG is left alone.
         """
+        return self.sample_scored(n, labels, temperature, top_k, seed, given)[0]
+
+    def sample_scored(
+        self,
+        n: int,
+        labels: torch.Tensor | None = None,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+        given: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """As `sample`, with log p(z | label) of each grid in nats, (n,): the model's own
+        probabilities (temperature 1) of the codes, read off the logits the draw computed,
+        so it equals `log_prob` of the grids without a second pass."""
         _check_sampling(temperature, top_k)
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
@@ -388,75 +445,84 @@ class GatedPixelCNN(nn.Module):
         temperature: float,
         top_k: int | None,
         generator: torch.Generator,
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Raster order, running each stack only where the next position can see.
 
         Position (i, j) sees rows < i only through the vertical stack's links into row i,
         and its own row only through columns < j of the horizontal stack. So the vertical
-        stack runs once per row on the last few rows, the horizontal one once per position
-        on the last few columns, and each layer's finished outputs are kept in a cache:
-        the logits equal `forward`'s, and a step costs the same on any grid size.
+        stack runs once per row, on that row alone, the horizontal one once per position, and
+        each layer's finished outputs are kept (channels last): the logits equal `forward`'s,
+        and a step costs the same on any grid size. Returns the grids and their log p(z) in nats.
         """
         device = self.embedding.weight.device
         codes = given.clamp(min=0).to(device)  # free positions hold a placeholder until drawn
         free = (given < 0).to(device)
         labels = None if labels is None else labels.to(device)
         (n, height, width), c = given.shape, self.config.hidden_channels
+        weights = [layer.step_weights() for layer in self.layers]
+        vertical_bias = [_label_bias(layer.label_vertical, labels) for layer in self.layers]  # (n, 2C, 1, 1) or 0
+        horizontal_bias = [_label_bias(layer.label_horizontal, labels) for layer in self.layers]
+        vertical_bias = [b[:, None, :, 0, 0] if isinstance(b, torch.Tensor) else b for b in vertical_bias]  # (n, 1, 2C)
+        horizontal_bias = [b[:, :, 0, 0] if isinstance(b, torch.Tensor) else b for b in horizontal_bias]  # (n, 2C)
+        embedded = self.embedding(codes)  # (n, h, w, E): layer 0's input, updated as codes are drawn
         deeper = len(self.layers) - 1  # layers whose input is another layer's output
-        vertical = [torch.zeros(n, c, height, width, device=device) for _ in range(deeper)]
-        horizontal = [torch.zeros(n, c, 1, width, device=device) for _ in range(deeper)]
+        vertical = [torch.zeros(n, height, width, c, device=device) for _ in range(deeper)]  # layer k's output
+        row = [torch.zeros(n, width, c, device=device) for _ in range(deeper)]  # layer k's output along row i
+        log_p = torch.zeros(n, device=device)
         for i in range(height):
-            links = self._row_links(codes, vertical, labels, i)
+            links = self._row_links(embedded, vertical, weights, vertical_bias, i)
             for j in range(width):
-                logits = self._position_logits(codes, horizontal, links, labels, i, j)  # (n, K)
+                logits = self._position_logits(embedded[:, i], row, links, weights, horizontal_bias, j)  # (n, K)
                 drawn = sample_categorical(logits, temperature, top_k, generator).to(device)
-                codes[:, i, j] = torch.where(free[:, i, j], drawn, codes[:, i, j])
-        return codes.cpu()
+                code = torch.where(free[:, i, j], drawn, codes[:, i, j])
+                codes[:, i, j] = code
+                embedded[:, i, j] = self.embedding(code)
+                log_p += logits.log_softmax(dim=1).gather(1, code[:, None])[:, 0]
+        return codes.cpu(), log_p.cpu()
 
     def _row_links(
-        self, codes: torch.Tensor, cache: list[torch.Tensor], labels: torch.Tensor | None, i: int
+        self,
+        embedded: torch.Tensor,
+        cache: list[torch.Tensor],
+        weights: list[StepWeights],
+        bias: list[torch.Tensor | float],
+        i: int,
     ) -> list[torch.Tensor]:
-        """Each layer's link into row i, (n, 2C, 1, w); caches row i-1 of each layer's vertical output."""
-        n, _, width = codes.shape
+        """Each layer's link into row i, (n, w, 2C); caches row i-1 of each layer's vertical output."""
+        n, _, width, _ = embedded.shape
         if i == 0:  # nothing above the first row
-            return [torch.zeros(n, 2 * self.config.hidden_channels, 1, width, device=codes.device)] * len(self.layers)
-        top = max(0, i - 1 - self.layers[0].reach)  # the rows one layer's row i-1 sees
-        v = self._embed(codes[:, top:i])  # (n, E, rows, w)
+            return [torch.zeros(n, width, 2 * self.config.hidden_channels, device=embedded.device)] * len(self.layers)
         links = []
         for k, layer in enumerate(self.layers):
-            v, features = layer.forward_vertical(v, labels)
-            links.append(layer.link(features[:, :, -1:]))  # row i-1 hands it to row i
+            source = embedded if k == 0 else cache[k - 1]  # this layer's input, (n, h, w, C_in)
+            top = i - 1 - layer.reach  # the rows its row i-1 sees: top..i-1, zeros above the grid
+            rows = F.pad(source[:, max(0, top) : i], (0, 0, 0, 0, max(0, -top), 0))  # (n, r+1, w, C_in)
+            v, link = layer.step_vertical(rows, weights[k], bias[k])
+            links.append(link)  # row i-1 hands it to row i
             if k < len(cache):
-                cache[k][:, :, i - 1] = v[:, :, -1]
-                v = cache[k][:, :, top:i]
+                cache[k][:, i - 1] = v
         return links
 
     def _position_logits(
         self,
-        codes: torch.Tensor,
+        embedded_row: torch.Tensor,
         cache: list[torch.Tensor],
         links: list[torch.Tensor],
-        labels: torch.Tensor | None,
-        i: int,
+        weights: list[StepWeights],
+        bias: list[torch.Tensor | float],
         j: int,
     ) -> torch.Tensor:
         """Logits (n, K) at (i, j); caches column j of each layer's horizontal output in row i."""
         total = 0
-        row = self._embed_row(codes[:, i])
         for k, layer in enumerate(self.layers):
-            source = row if k == 0 else cache[k - 1][:, :, 0]  # this layer's input along row i, (n, C_in, w)
-            bias = _label_bias(layer.label_horizontal, labels)
-            bias = bias[:, :, 0, 0] if isinstance(bias, torch.Tensor) else bias
-            h, skip = layer.step_horizontal(source, j, links[k][:, :, 0, j], bias)  # (n, C) each
+            source = embedded_row if k == 0 else cache[k - 1]  # this layer's input along row i, (n, w, C_in)
+            h, skip = layer.step_horizontal(source, j, links[k][:, j], weights[k], bias[k])  # (n, C) each
             total = total + skip
             if k < len(cache):
-                cache[k][:, :, 0, j] = h
+                cache[k][:, j] = h
         relu, hidden, _, out = self.head
         x = F.linear(relu(total), hidden.weight.flatten(1), hidden.bias)  # the head's 1x1 convs as matmuls
         return F.linear(relu(x), out.weight.flatten(1), out.bias)  # (n, C) -> (n, K)
-
-    def _embed_row(self, row: torch.Tensor) -> torch.Tensor:
-        return self.embedding(row).transpose(1, 2)  # (n, w) -> (n, E, w)
 
     def _check_labels(self, labels: torch.Tensor | None, batch: int) -> None:
         classes = self.config.num_classes
