@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from vqvae.config import PriorConfig, prior_config_from_dict
 from vqvae.prior import GatedPixelCNN, UniformPrior, UnigramPrior, sample_categorical
+from vqvae.sampler import RasterSampler
 
 K, H, W = 8, 4, 5
 
@@ -330,41 +331,25 @@ def test_a_few_steps_lower_the_nll():
     assert after < 0.8 * before, (before, after)
 
 
-@pytest.mark.parametrize("kernel_size", [3, 5])
-def test_one_sampling_step_equals_the_horizontal_stack_at_that_column(kernel_size):
-    model = pixelcnn(kernel_size=kernel_size, num_classes=3)
-    n, c = 2, model.config.hidden_channels
-    labels = torch.tensor([0, 2])
-    for layer in model.layers:
-        width = layer.horizontal.in_channels
-        h = torch.randn(n, width, 1, W)
-        link = torch.randn(n, 2 * c, 1, W)
-        with torch.no_grad():
-            full_h, full_skip = layer.forward_horizontal(h, link, labels)  # every column at once
-            weights, bias = layer.step_weights(), layer.label_horizontal(labels)
-            source = h[:, :, 0].transpose(1, 2)  # (n, W, C_in): channels last
-            for j in range(W):
-                step_h, step_skip = layer.step_horizontal(source, j, link[:, :, 0, j], weights, bias)
-                assert torch.allclose(step_skip, full_skip[:, :, 0, j], atol=1e-5)
-                assert torch.allclose(step_h, full_h[:, :, 0, j], atol=1e-5)
-
-
-@pytest.mark.parametrize("kernel_size", [3, 5])
-def test_one_sampling_row_equals_the_vertical_stack_at_that_row(kernel_size):
-    model = pixelcnn(kernel_size=kernel_size, num_classes=3)
-    labels = torch.tensor([1, 2])
-    for layer in model.layers:
-        r = layer.reach
-        v = torch.randn(2, layer.vertical.in_channels, H, W)
-        with torch.no_grad():
-            full_v, features = layer.forward_vertical(v, labels)  # every row at once
-            full_link = layer.link(features)
-            weights, bias = layer.step_weights(), layer.label_vertical(labels)[:, None]  # (n, 1, 2C)
-            above = F.pad(v, (0, 0, r, 0)).permute(0, 2, 3, 1)  # (n, r + H, W, C_in): zero rows above the grid
-            for i in range(H):
-                step_v, step_link = layer.step_vertical(above[:, i : i + r + 1], weights, bias)
-                assert torch.allclose(step_v, full_v[:, :, i].transpose(1, 2), atol=1e-5)
-                assert torch.allclose(step_link, full_link[:, :, i].transpose(1, 2), atol=1e-5)
+@pytest.mark.parametrize(
+    "changes",
+    [dict(), dict(num_classes=3), dict(kernel_size=5), dict(latent_height=1), dict(latent_width=1), dict(num_layers=1)],
+    ids=["3x3", "conditional", "5x5", "one-row", "one-column", "one-layer"],
+)
+def test_the_sampler_gives_forwards_logits_at_every_position(changes):
+    """Fed a known grid code by code, the cached sampler's logits at each position are forward's."""
+    model = pixelcnn(**changes).eval()
+    height, width = model.latent_shape
+    z = codes(3, (height, width))
+    labels = torch.tensor([0, 2, 1]) if model.config.num_classes else None
+    with torch.no_grad():
+        full = model(z, labels)  # (3, K, h, w)
+        sampler = RasterSampler(model, torch.zeros_like(z), labels)  # every position still a placeholder
+        for i in range(height):
+            sampler.start_row(i)
+            for j in range(width):
+                assert torch.allclose(sampler.logits(i, j), full[:, :, i, j], atol=1e-5), (i, j)
+                sampler.place(i, j, z[:, i, j])
 
 
 def test_sample_scored_gives_the_log_prob_of_its_grids():

@@ -16,7 +16,6 @@ All three sample through `sample_categorical`, so temperature and top-k mean the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import PriorConfig
+from .sampler import RasterSampler
 
 
 class Prior(Protocol):
@@ -270,69 +270,6 @@ class GatedLayer(nn.Module):
         # the first layer's input holds code (i, j) itself, so it has no residual path
         return (residual if self.first else h + residual), skip
 
-    def step_weights(self) -> StepWeights:
-        """The layer's convolutions as matrices over channels-last windows, for `step_vertical` and
-        `step_horizontal`: on the tiny tensors of one sampling step a convolution call costs ~100 us,
-        the same sums as matrix products a few us."""
-
-        def windows_last(conv: nn.Conv2d) -> torch.Tensor:
-            return conv.weight.permute(0, 2, 3, 1).flatten(1)  # (O, I, kh, kw) -> (O, kh * kw * I)
-
-        return StepWeights(
-            windows_last(self.vertical), self.vertical.bias,
-            windows_last(self.vertical_to_horizontal), self.vertical_to_horizontal.bias,
-            windows_last(self.horizontal), self.horizontal.bias,
-            windows_last(self.out), self.out.bias,
-        )  # fmt: skip
-
-    def step_vertical(
-        self, rows: torch.Tensor, weights: StepWeights, bias: torch.Tensor | float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """forward_vertical and link at one row i alone: (next v (n, w, C), link into row i+1 (n, w, 2C)).
-
-        rows: this layer's input at rows i-r..i (zeros above the grid), channels last, (n, r+1, w, C_in);
-        bias: the label bias (n, 1, 2C) or 0.
-        """
-        r = self.reach
-        windows = F.pad(rows, (0, 0, r, r)).unfold(2, 2 * r + 1, 1)  # columns j-r..j+r: (n, r+1, w, C_in, k)
-        windows = windows.permute(0, 2, 1, 4, 3).flatten(2)  # (n, w, (r+1) * k * C_in), as the weights
-        features = F.linear(windows, weights.vertical, weights.vertical_bias) + bias  # (n, w, 2C)
-        f, g = features.chunk(2, dim=-1)
-        return torch.tanh(f) * torch.sigmoid(g), F.linear(features, weights.link, weights.link_bias)
-
-    def step_horizontal(
-        self, source: torch.Tensor, j: int, link: torch.Tensor, weights: StepWeights, bias: torch.Tensor | float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """forward_horizontal at column j alone: (next h, skip), each (n, C).
-
-        source: this layer's input along the row, channels last, (n, w, C_in); link: (n, 2C) from
-        the row above; bias: the label bias (n, 2C) or 0.
-        """
-        size = self.reach + 1
-        end = j + 1 - int(self.first)  # the first layer's input is shifted right: it never sees (i, j)
-        window = source[:, max(0, end - size) : max(0, end)]  # (n, <= size, C_in)
-        if window.shape[1] < size:  # zero padding left of the row, as forward's F.pad
-            window = F.pad(window, (0, 0, size - window.shape[1], 0))
-        features = F.linear(window.flatten(1), weights.horizontal, weights.horizontal_bias) + link + bias  # (n, 2C)
-        f, g = features.chunk(2, dim=1)
-        out = F.linear(torch.tanh(f) * torch.sigmoid(g), weights.out, weights.out_bias)  # (n, 2C)
-        residual, skip = out.chunk(2, dim=1)
-        return (residual if self.first else source[:, j] + residual), skip
-
-
-@dataclass
-class StepWeights:
-    """One gated layer's convolutions as matrices (output, window) over channels-last windows."""
-
-    vertical: torch.Tensor  # (2C, (r+1) * k * C_in)
-    vertical_bias: torch.Tensor  # (2C,)
-    link: torch.Tensor  # (2C, 2C)
-    link_bias: torch.Tensor
-    horizontal: torch.Tensor  # (2C, (r+1) * C_in)
-    horizontal_bias: torch.Tensor
-    out: torch.Tensor  # (2C, C): the residual and the skip
-    out_bias: torch.Tensor
-
 
 def _label_bias(embedding: nn.Embedding | None, labels: torch.Tensor | None) -> torch.Tensor | float:
     """A learned bias per class, (B, 2C, 1, 1), or 0 for an unconditional model."""
@@ -446,83 +383,25 @@ class GatedPixelCNN(nn.Module):
         top_k: int | None,
         generator: torch.Generator,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raster order, running each stack only where the next position can see.
-
-        Position (i, j) sees rows < i only through the vertical stack's links into row i,
-        and its own row only through columns < j of the horizontal stack. So the vertical
-        stack runs once per row, on that row alone, the horizontal one once per position, and
-        each layer's finished outputs are kept (channels last): the logits equal `forward`'s,
-        and a step costs the same on any grid size. Returns the grids and their log p(z) in nats.
-        """
+        """Raster order, each step running the stacks only where it must (sampler.py).
+        Returns the grids and their log p(z) in nats."""
         device = self.embedding.weight.device
         codes = given.clamp(min=0).to(device)  # free positions hold a placeholder until drawn
         free = (given < 0).to(device)
         labels = None if labels is None else labels.to(device)
-        (n, height, width), c = given.shape, self.config.hidden_channels
-        weights = [layer.step_weights() for layer in self.layers]
-        vertical_bias = [_label_bias(layer.label_vertical, labels) for layer in self.layers]  # (n, 2C, 1, 1) or 0
-        horizontal_bias = [_label_bias(layer.label_horizontal, labels) for layer in self.layers]
-        vertical_bias = [b[:, None, :, 0, 0] if isinstance(b, torch.Tensor) else b for b in vertical_bias]  # (n, 1, 2C)
-        horizontal_bias = [b[:, :, 0, 0] if isinstance(b, torch.Tensor) else b for b in horizontal_bias]  # (n, 2C)
-        embedded = self.embedding(codes)  # (n, h, w, E): layer 0's input, updated as codes are drawn
-        deeper = len(self.layers) - 1  # layers whose input is another layer's output
-        vertical = [torch.zeros(n, height, width, c, device=device) for _ in range(deeper)]  # layer k's output
-        row = [torch.zeros(n, width, c, device=device) for _ in range(deeper)]  # layer k's output along row i
+        n, height, width = given.shape
+        sampler = RasterSampler(self, codes, labels)
         log_p = torch.zeros(n, device=device)
         for i in range(height):
-            links = self._row_links(embedded, vertical, weights, vertical_bias, i)
+            sampler.start_row(i)
             for j in range(width):
-                logits = self._position_logits(embedded[:, i], row, links, weights, horizontal_bias, j)  # (n, K)
+                logits = sampler.logits(i, j)  # (n, K)
                 drawn = sample_categorical(logits, temperature, top_k, generator).to(device)
                 code = torch.where(free[:, i, j], drawn, codes[:, i, j])
                 codes[:, i, j] = code
-                embedded[:, i, j] = self.embedding(code)
+                sampler.place(i, j, code)
                 log_p += logits.log_softmax(dim=1).gather(1, code[:, None])[:, 0]
         return codes.cpu(), log_p.cpu()
-
-    def _row_links(
-        self,
-        embedded: torch.Tensor,
-        cache: list[torch.Tensor],
-        weights: list[StepWeights],
-        bias: list[torch.Tensor | float],
-        i: int,
-    ) -> list[torch.Tensor]:
-        """Each layer's link into row i, (n, w, 2C); caches row i-1 of each layer's vertical output."""
-        n, _, width, _ = embedded.shape
-        if i == 0:  # nothing above the first row
-            return [torch.zeros(n, width, 2 * self.config.hidden_channels, device=embedded.device)] * len(self.layers)
-        links = []
-        for k, layer in enumerate(self.layers):
-            source = embedded if k == 0 else cache[k - 1]  # this layer's input, (n, h, w, C_in)
-            top = i - 1 - layer.reach  # the rows its row i-1 sees: top..i-1, zeros above the grid
-            rows = F.pad(source[:, max(0, top) : i], (0, 0, 0, 0, max(0, -top), 0))  # (n, r+1, w, C_in)
-            v, link = layer.step_vertical(rows, weights[k], bias[k])
-            links.append(link)  # row i-1 hands it to row i
-            if k < len(cache):
-                cache[k][:, i - 1] = v
-        return links
-
-    def _position_logits(
-        self,
-        embedded_row: torch.Tensor,
-        cache: list[torch.Tensor],
-        links: list[torch.Tensor],
-        weights: list[StepWeights],
-        bias: list[torch.Tensor | float],
-        j: int,
-    ) -> torch.Tensor:
-        """Logits (n, K) at (i, j); caches column j of each layer's horizontal output in row i."""
-        total = 0
-        for k, layer in enumerate(self.layers):
-            source = embedded_row if k == 0 else cache[k - 1]  # this layer's input along row i, (n, w, C_in)
-            h, skip = layer.step_horizontal(source, j, links[k][:, j], weights[k], bias[k])  # (n, C) each
-            total = total + skip
-            if k < len(cache):
-                cache[k][:, j] = h
-        relu, hidden, _, out = self.head
-        x = F.linear(relu(total), hidden.weight.flatten(1), hidden.bias)  # the head's 1x1 convs as matmuls
-        return F.linear(relu(x), out.weight.flatten(1), out.bias)  # (n, C) -> (n, K)
 
     def _check_labels(self, labels: torch.Tensor | None, batch: int) -> None:
         classes = self.config.num_classes
