@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .common import Shared, callback, explain, inline_image, show, show_many, slot_at
+from .common import MODEL, Shared, callback, explain, inline_image, show, show_many, slot_at
 from .figures import atlas
 
 TEXT = r"""
@@ -90,11 +90,17 @@ def build(shared: Shared) -> None:
     figure_inputs = [picker, projection, colour_by, code]
     draw = callback(atlas_figure, shared)
     details_outputs = [details, tile, exemplars, nearest, nearest_codes]
-    shared.on_checkpoint(callback(projections, shared), picker, projection, api_visibility="private").then(
-        draw, figure_inputs, plot, api_visibility="private"
-    ).then(callback(code_details, shared), [picker, code], details_outputs, api_visibility="private")
-    projection.change(draw, figure_inputs, plot, api_name="atlas")
-    colour_by.change(draw, figure_inputs, plot, api_visibility="private")
-    code.change(callback(code_details, shared), [picker, code], details_outputs, api_name="atlas_select")
-    code.change(draw, figure_inputs, plot, api_visibility="private")
-    nearest.select(callback(pick_nearest, shared), [picker, nearest_codes], code, api_visibility="private")
+    shared.on_checkpoint(callback(projections, shared), picker, projection).then(
+        draw, figure_inputs, plot, api_visibility="private", concurrency_id=MODEL
+    ).then(
+        callback(code_details, shared), [picker, code], details_outputs, api_visibility="private", concurrency_id=MODEL
+    )
+    projection.change(draw, figure_inputs, plot, api_name="atlas", concurrency_id=MODEL)
+    colour_by.change(draw, figure_inputs, plot, api_visibility="private", concurrency_id=MODEL)
+    code.change(
+        callback(code_details, shared), [picker, code], details_outputs, api_name="atlas_select", concurrency_id=MODEL
+    )
+    code.change(draw, figure_inputs, plot, api_visibility="private", concurrency_id=MODEL)
+    nearest.select(
+        callback(pick_nearest, shared), [picker, nearest_codes], code, api_visibility="private", concurrency_id=MODEL
+    )

@@ -6,7 +6,7 @@ import gradio as gr
 
 from vqvae.images import enlarge
 
-from .common import Shared, callback, display_scale, explain, heldout_range, inline_image, show
+from .common import MODEL, Shared, callback, display_scale, explain, heldout_range, inline_image, show
 from .figures import code_grid
 
 TEXT = r"""
@@ -82,9 +82,15 @@ def build(shared: Shared) -> None:
     summary = gr.Markdown(elem_id="context-summary")
 
     draw = callback(code_sheet, shared)
-    shared.on_checkpoint(draw, [picker, order], [sheet, layout], api_visibility="private")
-    shared.on_checkpoint(callback(heldout_range, shared), picker, index, api_visibility="private")
-    order.change(draw, [picker, order], [sheet, layout], api_name="codebook_sheet")
-    sheet.select(callback(pick_tile, shared), [picker, layout], new, api_visibility="private")
+    shared.on_checkpoint(draw, [picker, order], [sheet, layout])
+    shared.on_checkpoint(callback(heldout_range, shared), picker, index)
+    order.change(draw, [picker, order], [sheet, layout], api_name="codebook_sheet", concurrency_id=MODEL)
+    sheet.select(callback(pick_tile, shared), [picker, layout], new, api_visibility="private", concurrency_id=MODEL)
     inputs = [picker, index, mode, old, row, col, new]
-    apply.click(callback(code_in_context, shared), inputs, [before, after, grid, summary], api_name="code_in_context")
+    apply.click(
+        callback(code_in_context, shared),
+        inputs,
+        [before, after, grid, summary],
+        api_name="code_in_context",
+        concurrency_id=MODEL,
+    )

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MODEL = "model"  # the concurrency group of every event that runs the model: queue()'s limit is for all of them
 DISPLAY_PIXELS = 224  # images are enlarged to about this many pixels a side, without blur
 
 
@@ -39,6 +40,7 @@ class Shared:
     def on_checkpoint(self, fn: Callable[..., Any], inputs: Any, outputs: Any, **options: Any) -> Any:
         """Run fn when the page opens and whenever another checkpoint is picked."""
         options.setdefault("api_visibility", "private")
+        options.setdefault("concurrency_id", MODEL)
         return gr.on([self.demo.load, self.picker.change], fn, inputs, outputs, **options)
 
     def explorer(self, choice: str) -> Explorer:

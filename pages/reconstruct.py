@@ -9,7 +9,7 @@ import gradio as gr
 from vqvae.errors import InputError
 from vqvae.inputs import from_array, read_image
 
-from .common import Shared, callback, display_scale, explain, heldout_range, inline_image, show
+from .common import MODEL, Shared, callback, display_scale, explain, heldout_range, inline_image, show
 from .figures import code_grid
 
 if TYPE_CHECKING:
@@ -128,13 +128,39 @@ def build(shared: Shared) -> None:
 
     outputs = [original, decoded, grid, psnr, state, source]
     heldout_button.click(
-        callback(reconstruct_heldout, shared), [picker, index], outputs, api_name="reconstruct_heldout"
+        callback(reconstruct_heldout, shared),
+        [picker, index],
+        outputs,
+        api_name="reconstruct_heldout",
+        concurrency_id=MODEL,
     )
-    upload_button.click(callback(reconstruct_upload, shared), [picker, upload], outputs, api_name="reconstruct_upload")
+    upload_button.click(
+        callback(reconstruct_upload, shared),
+        [picker, upload],
+        outputs,
+        api_name="reconstruct_upload",
+        concurrency_id=MODEL,
+    )
     sketch_button.click(
-        callback(reconstruct_drawing, shared), [picker, sketch], outputs, api_name="reconstruct_drawing"
+        callback(reconstruct_drawing, shared),
+        [picker, sketch],
+        outputs,
+        api_name="reconstruct_drawing",
+        concurrency_id=MODEL,
     )
-    decoded.select(callback(pick_cell, shared), [picker, state], [row, col, code, grid], api_visibility="private")
+    decoded.select(
+        callback(pick_cell, shared),
+        [picker, state],
+        [row, col, code, grid],
+        api_visibility="private",
+        concurrency_id=MODEL,
+    )
     edit_inputs = [picker, state, row, col, code]
-    edit_button.click(callback(edit_code, shared), edit_inputs, [decoded, grid, psnr, state], api_name="edit_code")
-    shared.on_checkpoint(callback(heldout_range, shared), picker, index, api_visibility="private")
+    edit_button.click(
+        callback(edit_code, shared),
+        edit_inputs,
+        [decoded, grid, psnr, state],
+        api_name="edit_code",
+        concurrency_id=MODEL,
+    )
+    shared.on_checkpoint(callback(heldout_range, shared), picker, index)

@@ -7,7 +7,7 @@ import gradio as gr
 from vqvae.config import PRIORS
 from vqvae.errors import InputError
 
-from .common import Shared, callback, explain, inline_image, show, show_many
+from .common import MODEL, Shared, callback, explain, inline_image, show, show_many
 from .figures import code_grid, top_codes
 
 TEXT = r"""
@@ -123,11 +123,17 @@ def build(shared: Shared) -> None:
         grid = gr.Plot(label="codes so far")
         bars = gr.Plot(label="next code")
 
-    shared.on_checkpoint(callback(class_choices, shared), picker, label, api_visibility="private")
+    shared.on_checkpoint(callback(class_choices, shared), picker, label)
     inputs = [picker, label, temperature, n, seed]
-    draw.click(callback(sample_priors, shared), inputs, [*pictures, table], api_name="sample")
+    draw.click(callback(sample_priors, shared), inputs, [*pictures, table], api_name="sample", concurrency_id=MODEL)
     steps_inputs = [picker, label, temperature, seed]
     steps_button.click(
-        callback(sample_steps, shared), steps_inputs, [state, step, frame, grid, bars], api_name="sample_steps"
+        callback(sample_steps, shared),
+        steps_inputs,
+        [state, step, frame, grid, bars],
+        api_name="sample_steps",
+        concurrency_id=MODEL,
     )
-    step.change(callback(show_step, shared), [state, step], [frame, grid, bars], api_visibility="private")
+    step.change(
+        callback(show_step, shared), [state, step], [frame, grid, bars], api_visibility="private", concurrency_id=MODEL
+    )

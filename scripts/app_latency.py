@@ -1,10 +1,13 @@
-"""Measure the app as a user meets it: cold start to first served page, then each interactive
-endpoint's latency through gradio_client (p50 / p95 over repeated calls), one call at a time.
-Beside it, the same calls over Gradio's plain HTTP API (POST /gradio_api/call/NAME, then read the
-event stream), which shows the server's own time without gradio_client's polling (its message
-loop sleeps 50 ms at a time). The edit needs a session's state, so it has no HTTP figure.
+"""Measure the app as a user meets it: cold start to first served page, the first answer, then
+each interactive endpoint's latency through gradio_client (p50 / p95 over repeated calls), one
+call at a time; the same calls from 10 clients at once; and the server's peak memory.
 
-    python scripts/app_latency.py [--repeats 40] [--json]
+Beside the serial figures, the same calls over Gradio's plain HTTP API (POST
+/gradio_api/call/NAME, then read the event stream): the server's own time without
+gradio_client's polling (its message loop sleeps 50 ms at a time). The edit needs a session's
+state, so it has no HTTP figure.
+
+    python scripts/app_latency.py [--repeats 40] [--clients 10] [--json]
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import threading
 import socket
 import statistics
 import subprocess
@@ -77,6 +81,62 @@ def connect(client_class, port: int):
     return client_class(f"http://127.0.0.1:{port}/", verbose=False, ssl_verify=False)
 
 
+def peak_memory_mb(pid: int) -> float:
+    """The process's peak resident memory so far (Linux's VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def concurrent_calls(client_class, port: int, clients: int, rounds: int) -> dict:
+    """`clients` clients at once, each calling every endpoint `rounds` times in its own order."""
+    connected = [connect(client_class, port) for _ in range(clients)]
+    for c in connected:
+        c.predict(CHECKPOINT, 1, api_name="/reconstruct_heldout")  # each session has a grid to edit
+    names = list(CALLS)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    failures: list[str] = []
+    start_together = threading.Barrier(clients)
+
+    def work(number: int, client) -> None:
+        start_together.wait()
+        for r in range(rounds):
+            for name in names[number % len(names) :] + names[: number % len(names)]:
+                endpoint, arguments = CALLS[name]
+                start = time.perf_counter()
+                try:
+                    client.predict(*arguments(1000 * number + r), api_name=endpoint)
+                except Exception as error:  # counted and reported, never hidden
+                    failures.append(f"{name}: {type(error).__name__}: {error}")
+                    continue
+                times[name].append(time.perf_counter() - start)
+
+    threads = [threading.Thread(target=work, args=(i, c)) for i, c in enumerate(connected)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    every = [t for name in names for t in times[name]]
+    result = {name: summary(times[name]) for name in names}
+    return result | {
+        "clients": clients,
+        "calls": len(every),
+        "failures": len(failures),
+        "failure_examples": failures[:3],
+        "calls_per_s": round(len(every) / wall, 1),
+        "all": summary(every),
+    }
+
+
+def summary(times: list[float]) -> dict:
+    if not times:
+        return {}
+    return {"p50_ms": round(1000 * statistics.median(times), 1), "p95_ms": round(1000 * percentile(times, 0.95), 1)}
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -84,18 +144,21 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=40, help="serial calls per endpoint")
+    parser.add_argument("--clients", type=int, default=10, help="simultaneous clients (0: skip)")
+    parser.add_argument("--rounds", type=int, default=4, help="calls per endpoint per simultaneous client")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     import httpx
     from gradio_client import Client
 
     port = free_port()
+    began = time.perf_counter()
     process, cold_start_s = start_app(port)
     try:
         client = connect(Client, port)
-        client.predict(CHECKPOINT, 0, api_name="/reconstruct_heldout")  # loads the checkpoint once
-        results = {"cold_start_s": round(cold_start_s, 3)}
+        client.predict(CHECKPOINT, 0, api_name="/reconstruct_heldout")  # waits for the checkpoint's loading
+        results = {"cold_start_s": round(cold_start_s, 3), "first_answer_s": round(time.perf_counter() - began, 3)}
         for name, (endpoint, arguments) in CALLS.items():
             if endpoint == "/edit_code":
                 client.predict(CHECKPOINT, 1, api_name="/reconstruct_heldout")
@@ -104,10 +167,7 @@ def main() -> None:
                 start = time.perf_counter()
                 client.predict(*arguments(i + 1), api_name=endpoint)
                 times.append(time.perf_counter() - start)
-            results[name] = {
-                "p50_ms": round(1000 * statistics.median(times), 1),
-                "p95_ms": round(1000 * percentile(times, 0.95), 1),
-            }
+            results[name] = summary(times)
             if endpoint == "/edit_code":
                 continue
             with httpx.Client(timeout=60) as http:
@@ -121,6 +181,9 @@ def main() -> None:
                 "http_p50_ms": round(1000 * statistics.median(times), 1),
                 "http_p95_ms": round(1000 * percentile(times, 0.95), 1),
             }
+        if args.clients:
+            results["concurrent"] = concurrent_calls(Client, port, args.clients, args.rounds)
+        results["peak_memory_mb"] = round(peak_memory_mb(process.pid), 1)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -128,12 +191,22 @@ def main() -> None:
         print(json.dumps(results))
     else:
         print(f"cold start to first served page: {results['cold_start_s']:.2f} s")
+        print(f"first answer (a reconstruction, the checkpoint loaded): {results['first_answer_s']:.2f} s")
         for name in CALLS:
             r = results[name]
             line = f"{name:<22} gradio_client p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms"
             if "http_p50_ms" in r:
                 line += f"   HTTP API p50 {r['http_p50_ms']:7.1f} ms  p95 {r['http_p95_ms']:7.1f} ms"
             print(line)
+        if "concurrent" in results:
+            c = results["concurrent"]
+            print(
+                f"{c['clients']} clients at once: {c['calls']} calls, {c['failures']} failed, {c['calls_per_s']} calls/s;"
+                f" all p50 {c['all']['p50_ms']} ms, p95 {c['all']['p95_ms']} ms"
+            )
+            for name in CALLS:
+                print(f"  {name:<22} p50 {c[name].get('p50_ms')} ms  p95 {c[name].get('p95_ms')} ms")
+        print(f"server peak memory: {results['peak_memory_mb']:.0f} MB")
 
 
 if __name__ == "__main__":
