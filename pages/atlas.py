@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .common import MODEL, Shared, callback, explain, inline_image, show, show_many, slot_at
+from .common import MODEL, Shared, callback, explain, inline_image, show_many, slot_at, tiled
 from .figures import atlas
 
 TEXT = r"""
@@ -48,13 +48,13 @@ def code_details(shared: Shared, choice: str, code: float | None) -> tuple:
         + ("\n\n**dead code**: no held-out latent chooses it" if info.usage == 0 else "")
     )
     exemplars = (
-        inline_image(show_many(info.exemplars, columns=4, pixels=72), "held-out patches", "nearest held-out patches")
+        inline_image(tiled(info.exemplars, columns=4), "held-out patches", "nearest held-out patches")
         if len(info.exemplars)
         else ""
     )
     strip = show_many(info.nearest_tiles, columns=len(info.nearest), pixels=NEAREST_PIXELS)
     text += "\n\n**nearest codes**, left to right: " + ", ".join(str(k) for k in info.nearest)
-    tile = inline_image(show(info.tile), f"code {info.code}", "what it paints (mean decoded window)")
+    tile = inline_image(info.tile, f"code {info.code}", "what it paints (mean decoded window)")
     return text, tile, exemplars, strip, info.nearest
 
 

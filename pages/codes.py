@@ -6,7 +6,7 @@ import gradio as gr
 
 from vqvae.images import enlarge
 
-from .common import MODEL, Shared, callback, display_scale, explain, heldout_range, inline_image, show
+from .common import MODEL, Shared, callback, display_scale, explain, heldout_range, inline_image
 from .figures import code_grid
 
 TEXT = r"""
@@ -53,8 +53,8 @@ def code_in_context(
     text = f"{changed} of {edited.size} cells changed; PSNR against the input {before.psnr_db:.2f}"
     text += f" -> {after.psnr_db:.2f} dB"
     return (
-        inline_image(show(before.reconstruction), "reconstruction", "reconstruction"),
-        inline_image(show(after.reconstruction), "with the code put in", "with the code put in"),
+        inline_image(before.reconstruction, "reconstruction", "reconstruction"),
+        inline_image(after.reconstruction, "with the code put in", "with the code put in"),
         code_grid(edited.tolist(), "edited codes", cell),
         text,
     )

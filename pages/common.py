@@ -85,7 +85,9 @@ def callback(fn: Callable[..., Any], shared: Shared) -> Callable[..., Any]:
 
 def inline_image(image: np.ndarray, alt: str, caption: str = "") -> str:
     """An <img> carrying its own PNG (a data: URL): the answer needs no second request for the file.
-    Used for pictures nobody clicks; clickable ones stay gr.Image, whose select event gives the pixel."""
+    Used for pictures nobody clicks; clickable ones stay gr.Image, whose select event gives the pixel.
+    The PNG holds the image's own pixels (a 28x28 digit is a few hundred bytes): the page's CSS
+    enlarges it, without blur."""
     data = base64.b64encode(png_bytes(image)).decode("ascii")
     img = f'<img class="inline-image" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
     return (
@@ -105,10 +107,14 @@ def show(image: np.ndarray) -> np.ndarray:
     return enlarge(image, display_scale(max(image.shape[:2])))
 
 
+def tiled(images: np.ndarray, columns: int) -> np.ndarray:
+    """(N, H, W, C) uint8 -> one (H', W', C) mosaic, `columns` to a row, with 1-pixel gaps."""
+    return mosaic(images, columns, padding=1, background=90)
+
+
 def show_many(images: np.ndarray, columns: int, pixels: int = 96) -> np.ndarray:
     """(N, H, W, C) uint8 -> one enlarged mosaic, each image about `pixels` a side (1-pixel gaps)."""
-    scale = max(1, pixels // max(images.shape[1:3]))
-    return enlarge(mosaic(images, columns, padding=1, background=90), scale)
+    return enlarge(tiled(images, columns), max(1, pixels // max(images.shape[1:3])))
 
 
 def slot_at(x: float, y: float, side: int, columns: int, pixels: int) -> int:

@@ -33,7 +33,7 @@ def _result(decoded: Decoded, reference: Any, cell: tuple[int, int] | None = Non
 
 
 def _with_input(decoded: Decoded) -> tuple:
-    return (inline_image(show(decoded.image), "input", "input"), *_result(decoded, decoded.image))
+    return (inline_image(decoded.image, "input", "input"), *_result(decoded, decoded.image))
 
 
 def reconstruct_heldout(shared: Shared, choice: str, index: float) -> tuple:

@@ -7,7 +7,7 @@ import gradio as gr
 from vqvae.config import PRIORS
 from vqvae.errors import InputError
 
-from .common import MODEL, Shared, callback, explain, inline_image, show, show_many
+from .common import MODEL, Shared, callback, explain, inline_image, show, tiled
 from .figures import code_grid, top_codes
 
 TEXT = r"""
@@ -49,7 +49,7 @@ def sample_priors(shared: Shared, choice: str, label: str, temperature: float, n
             rows.append(f"| {TITLES[name]} | not trained | | |")
             continue
         samples = drawn[name]
-        pictures.append(inline_image(show_many(samples.images, columns), f"samples from the {TITLES[name]}"))
+        pictures.append(inline_image(tiled(samples.images, columns), f"samples from the {TITLES[name]}"))
         rows.append(
             f"| {TITLES[name]} | {explorer.heldout_bits[name]:.2f} | {samples.bits_per_latent:.2f} |"
             f" {samples.bits_per_latent * samples.indices[0].size:.0f} |"
