@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import threading
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -201,8 +201,8 @@ def main() -> None:
         if "concurrent" in results:
             c = results["concurrent"]
             print(
-                f"{c['clients']} clients at once: {c['calls']} calls, {c['failures']} failed, {c['calls_per_s']} calls/s;"
-                f" all p50 {c['all']['p50_ms']} ms, p95 {c['all']['p95_ms']} ms"
+                f"{c['clients']} clients at once: {c['calls']} calls, {c['failures']} failed,"
+                f" {c['calls_per_s']} calls/s; all p50 {c['all']['p50_ms']} ms, p95 {c['all']['p95_ms']} ms"
             )
             for name in CALLS:
                 print(f"  {name:<22} p50 {c[name].get('p50_ms')} ms  p95 {c[name].get('p95_ms')} ms")
