@@ -11,5 +11,5 @@ if [ ! -x /usr/bin/chromium ]; then
     DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -q --no-install-recommends chromium chromium-driver
 fi
 python -m pip install --quiet --disable-pip-version-check -r requirements.txt
-python -m ruff check vqvae pages tests app.py
+python -m ruff check vqvae pages tests app.py scripts
 python -m pytest -q "$@"
