@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .common import MODEL, Shared, callback, explain, inline_image, show_many, slot_at, tiled
+from .common import MODEL, Shared, callback, explain, inline_image, picture_file, show_many, slot_at, tiled
 from .figures import atlas
 
 TEXT = r"""
@@ -55,7 +55,7 @@ def code_details(shared: Shared, choice: str, code: float | None) -> tuple:
     strip = show_many(info.nearest_tiles, columns=len(info.nearest), pixels=NEAREST_PIXELS)
     text += "\n\n**nearest codes**, left to right: " + ", ".join(str(k) for k in info.nearest)
     tile = inline_image(info.tile, f"code {info.code}", "what it paints (mean decoded window)")
-    return text, tile, exemplars, strip, info.nearest
+    return text, tile, exemplars, picture_file(strip), info.nearest
 
 
 def pick_nearest(shared: Shared, choice: str, nearest: list[int] | None, evt: gr.SelectData) -> int:

@@ -6,7 +6,7 @@ import gradio as gr
 
 from vqvae.images import enlarge
 
-from .common import MODEL, Shared, callback, display_scale, explain, heldout_range, inline_image
+from .common import MODEL, Shared, callback, display_scale, explain, heldout_range, inline_image, picture_file
 from .figures import code_grid
 
 TEXT = r"""
@@ -24,7 +24,7 @@ def code_sheet(shared: Shared, choice: str, order: str) -> tuple:
     sheet = shared.explorer(choice).sheet("usage" if order == "by usage" else "code", SHEET_COLUMNS)
     scale = display_scale(sheet.cell, SHEET_PIXELS)
     layout = {"order": sheet.order, "columns": sheet.columns, "cell": sheet.cell * scale}
-    return enlarge(sheet.image, scale), layout
+    return picture_file(enlarge(sheet.image, scale)), layout
 
 
 def pick_tile(shared: Shared, choice: str, layout: dict | None, evt: gr.SelectData) -> int:

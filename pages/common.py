@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import html
 import inspect
 import logging
+import os
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +100,50 @@ def inline_image(image: np.ndarray, alt: str, caption: str = "") -> str:
         if caption
         else img
     )
+
+
+def picture_file(image: np.ndarray) -> str:
+    """A PNG file of `image` (H, W[, C]) uint8 for a gr.Image output, complete before it has a name.
+
+    Handed an array, Gradio (6.31) writes its cached PNG in place under a name made from the
+    content, so two requests making the same picture at once (a class clicking the same digit)
+    can be served a half-written file. Handed a finished file, it copies it atomically.
+    """
+    data = png_bytes(image)
+    folder = _pictures_folder()
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:40]}.png"
+    if not path.exists():
+        fd, staging = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        os.replace(staging, path)
+        _forget_old_pictures(folder)
+    return str(path)
+
+
+PICTURE_LIFETIME_S = 3600  # Gradio copies a picture as the answer leaves; ours are only kept for reuse
+_written = [0]
+
+
+@functools.cache
+def _pictures_folder() -> Path:
+    folder = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()) / "vqvae-pictures"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _forget_old_pictures(folder: Path) -> None:
+    """Every 256 new pictures, remove those older than PICTURE_LIFETIME_S."""
+    _written[0] += 1
+    if _written[0] % 256:
+        return
+    oldest = time.time() - PICTURE_LIFETIME_S
+    for path in folder.glob("*.png"):
+        try:
+            if path.stat().st_mtime < oldest:
+                path.unlink()
+        except OSError:  # another request removed it first
+            pass
 
 
 def display_scale(side: int, pixels: int = DISPLAY_PIXELS) -> int:

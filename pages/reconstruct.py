@@ -9,7 +9,7 @@ import gradio as gr
 from vqvae.errors import InputError
 from vqvae.inputs import from_array, read_image
 
-from .common import MODEL, Shared, callback, display_scale, explain, heldout_range, inline_image, show
+from .common import MODEL, Shared, callback, display_scale, explain, heldout_range, inline_image, picture_file, show
 from .figures import code_grid
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def _result(decoded: Decoded, reference: Any, cell: tuple[int, int] | None = Non
     psnr = f"**PSNR** {decoded.psnr_db:.2f} dB against the input" if decoded.psnr_db is not None else ""
     state = {"indices": decoded.indices.tolist(), "reference": reference}
     figure = code_grid(decoded.indices.tolist(), "code grid (row, col) -> code", highlight=cell)
-    return show(decoded.reconstruction), figure, psnr, state
+    return picture_file(show(decoded.reconstruction)), figure, psnr, state
 
 
 def _with_input(decoded: Decoded) -> tuple:

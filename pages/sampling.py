@@ -7,7 +7,7 @@ import gradio as gr
 from vqvae.config import PRIORS
 from vqvae.errors import InputError
 
-from .common import MODEL, Shared, callback, explain, inline_image, show, tiled
+from .common import MODEL, Shared, callback, explain, inline_image, picture_file, show, tiled
 from .figures import code_grid, top_codes
 
 TEXT = r"""
@@ -86,7 +86,7 @@ def show_step(shared: Shared, state: dict | None, step: float) -> tuple:
         bars = top_codes(state["top_codes"][t], state["top_probs"][t], f"step {t + 1}: cell ({row}, {col})")
     else:
         bars = None
-    return show(state["images"][t]), grid, bars
+    return picture_file(show(state["images"][t])), grid, bars
 
 
 def build(shared: Shared) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -196,3 +197,12 @@ def test_training_endpoints_refuse_bad_settings_and_report_status(client):
     summary, progress, *_ = client.predict(api_name="/training_status")
     assert "No run yet" in summary or "**" in summary
     assert "<progress" in progress
+
+
+def test_a_class_asking_for_the_same_digit_at_once_gets_whole_pictures(app_server):
+    """Many sessions making the same picture at the same moment each get the complete file."""
+    clients = [Client(app_server.url, verbose=False, ssl_verify=False) for _ in range(12)]
+    with ThreadPoolExecutor(len(clients)) as pool:
+        answers = list(pool.map(lambda c: c.predict(SHIPPED, 7, api_name="/reconstruct_heldout")[1], clients))
+    pictures = [picture(answer) for answer in answers]
+    assert all(np.array_equal(p, pictures[0]) for p in pictures) and pictures[0].shape[0] >= 28
