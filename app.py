@@ -49,7 +49,8 @@ def build_app(
     shared = Shared(catalog, RunManager(runs_dir), THREADS_PER_REQUEST)
     choices = catalog.choices()
     initial = checkpoint if checkpoint in choices else (choices[0] if choices else None)
-    with gr.Blocks(title="vqvae-explorer") as demo:
+    # uploads and rendered images older than an hour are deleted, hourly: the temp folder does not grow
+    with gr.Blocks(title="vqvae-explorer", delete_cache=(3600, 3600)) as demo:
         shared.demo = demo
         with gr.Row(elem_id="header"):
             gr.Markdown("## vqvae-explorer\nInside the discrete latent space of a VQ-VAE (van den Oord et al. 2017).")
@@ -87,6 +88,7 @@ def launch(demo: gr.Blocks, host: str, port: int, block: bool = True) -> None:
         theme=gr.themes.Soft(),
         show_error=False,
         max_file_size="16mb",
+        enable_monitoring=False,  # else /monitoring/summary shows anyone the events' timings
         prevent_thread_lock=True,
     )
     if block:

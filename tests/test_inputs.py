@@ -93,10 +93,24 @@ def test_a_palette_image_with_a_transparent_index(tmp_path, name):
     assert rgb[0].tolist() == [list(WHITE), list(RED), list(GREEN)]
 
 
-def test_sixteen_bit_grey_is_scaled_by_its_range(tmp_path):
-    image = Image.fromarray(np.array([[1000, 3000, 5000]], dtype=np.uint16))
+def test_sixteen_bit_grey_keeps_its_brightness(tmp_path):
+    image = Image.fromarray(np.array([[0, 1000, 32768, 65535]], dtype=np.uint16))
     assert image.mode == "I;16"
-    assert decoded(saved(tmp_path, image, "16.png"))[0, :, 0].tolist() == [0, 128, 255]
+    assert decoded(saved(tmp_path, image, "16.png"))[0, :, 0].tolist() == [0, 4, 128, 255]  # v / 257
+
+
+@pytest.mark.parametrize(
+    "values,transparent",
+    [
+        (np.array([[0, 100, 255]], dtype=np.uint8), 100),  # tRNS of a grey PNG: one grey level
+        (np.array([[[0, 0, 0], [10, 20, 30], [255, 0, 0]]], dtype=np.uint8), (10, 20, 30)),  # ... an RGB one
+        (np.array([[0, 25700, 65535]], dtype=np.uint16), 25700),  # ... a 16-bit grey one
+    ],
+)
+def test_a_transparent_colour_chunk_is_painted_white(tmp_path, values, transparent):
+    rgb = decoded(saved(tmp_path, Image.fromarray(values), "t.png", transparency=transparent))
+    assert rgb[0, 1].tolist() == list(WHITE)  # the middle pixel has the transparent value
+    assert rgb[0, 0].tolist() == list(BLACK) and rgb[0, 2, 0] == 255
 
 
 @pytest.mark.parametrize(
@@ -189,14 +203,14 @@ def test_a_header_claiming_too_many_pixels_is_refused_before_decoding(tmp_path):
         + png_chunk(b"IEND", b"")
     )
     (tmp_path / "bomb.png").write_bytes(png)
-    with pytest.raises(DataError, match=r"5000x5000; at most 16,777,216 pixels"):
+    with pytest.raises(DataError, match=r"more than 16,777,216 pixels; it is refused before decoding"):
         read_image(tmp_path / "bomb.png")
 
 
 def test_a_real_image_just_over_the_pixel_cap_is_refused(tmp_path):
     path = saved(tmp_path, Image.new("1", (4100, 4100)), "big.png")  # a few KB on disk
     assert path.stat().st_size < 100_000
-    with pytest.raises(DataError, match="4100x4100"):
+    with pytest.raises(DataError, match="more than 16,777,216 pixels"):
         read_image(path)
 
 
@@ -280,3 +294,70 @@ def test_a_colour_model_gets_a_centre_crop_resized_not_inverted():
     assert np.allclose(x[0].transpose(1, 2, 0), [0, 1, 0], atol=0.02)  # only the green middle is kept
     white = fit_image(np.full((20, 30, 3), 255, dtype=np.uint8), 8, 3)
     assert np.allclose(white, 1.0)  # a white picture stays white
+
+
+# --- bombs: refused from the header, in bounded memory ----------------------------------------
+
+MEASURE = """
+import json, sys, time
+from vqvae.errors import DataError
+from vqvae.inputs import read_image
+
+def peak_mb():  # this process's peak resident memory (ru_maxrss would start from the forking parent's)
+    status = open("/proc/self/status").read()
+    return int(status.split("VmHWM:")[1].split()[0]) / 1024
+
+read_image(sys.argv[1])  # a small picture first: the decoders' own start-up is not counted
+results = {}
+for path in sys.argv[2:]:
+    before, start = peak_mb(), time.perf_counter()
+    try:
+        read_image(path)
+        outcome = "decoded"
+    except DataError as error:
+        outcome = str(error)
+    results[path] = {"outcome": outcome, "seconds": time.perf_counter() - start, "growth_mb": peak_mb() - before}
+print(json.dumps(results))
+"""
+
+
+def bomb_files(tmp_path):
+    """Small files whose headers promise far more pixels than the cap (each under 100 KB)."""
+    files = {}
+    files["png"] = saved(tmp_path, Image.new("1", (8000, 8000)), "bomb.png")  # 64 Mpx: under Pillow's own limit
+    files["gif"] = saved(tmp_path, Image.new("P", (8000, 8000)), "bomb.gif")
+    rows = zlib.compressobj(9)
+    body = b"".join(rows.compress(b"\x00" * 20_001) for _ in range(20_000)) + rows.flush()
+    header = struct.pack(">IIBBBBB", 20_000, 20_000, 8, 0, 0, 0, 0)  # 400 Mpx of 8-bit grey, ~400 KB
+    files["png-400mpx"] = tmp_path / "huge.png"
+    files["png-400mpx"].write_bytes(
+        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", body) + png_chunk(b"IEND", b"")
+    )
+    jpeg = bytearray(saved(tmp_path, stripes(RED, BLUE), "small.jpg").read_bytes())
+    at = jpeg.index(b"\xff\xc0")
+    jpeg[at + 5 : at + 9] = struct.pack(">HH", 30_000, 30_000)  # the frame header's height and width
+    files["jpeg"] = tmp_path / "bomb.jpg"
+    files["jpeg"].write_bytes(bytes(jpeg))
+    return files
+
+
+def test_bombs_are_refused_without_decoding(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    files = bomb_files(tmp_path)
+    assert all(path.stat().st_size < 500_000 for path in files.values())
+    control = saved(tmp_path, Image.new("L", (4000, 4000), 90), "big-but-allowed.png")  # 16 Mpx, decoded
+    small = saved(tmp_path, stripes(RED), "small.png")
+    paths = [str(small), *map(str, files.values()), str(control)]  # the control last: peaks only rise
+    run = subprocess.run([sys.executable, "-c", MEASURE, *paths], capture_output=True, text=True, check=True)
+    results = json.loads(run.stdout)
+    print({name: results[str(path)] for name, path in files.items()}, results[str(control)])
+    assert results[str(control)]["outcome"] == "decoded"
+    assert results[str(control)]["growth_mb"] > 40  # the measurement sees a real decode (16 Mpx, RGB)
+    for name, path in files.items():
+        result = results[str(path)]
+        assert "more than 16,777,216 pixels" in result["outcome"], name
+        assert result["growth_mb"] < 50, name
+        assert result["seconds"] < 1, name

@@ -44,6 +44,9 @@ from .prior import GatedPixelCNN
 
 FORMAT_VERSION = 1
 MAX_FILE_BYTES = 2 * 1024**3
+MAX_JSON_BYTES = 64 * 1024**2  # config, history and metrics; the shipped history.json is 0.5 MB
+MAX_HEADER_BYTES = 8 * 1024**2  # a safetensors header lists names, dtypes, shapes: a few KB here
+PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # a pickle (protocol >= 2), or torch.save's zip of pickles
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -72,13 +75,29 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=1, allow_nan=False) + "\n").encode())
 
 
+def _checked_file(path: Path, limit: int) -> int:
+    """The size of a regular file of the folder (not a link out of it) within `limit` bytes."""
+    if not path.is_file():
+        raise CheckpointError(f"{path.name} is missing from {path.parent}")
+    if path.resolve().parent != path.parent.resolve():
+        raise CheckpointError(f"{path} is a link out of its checkpoint folder; only files inside it are read")
+    size = path.stat().st_size
+    if size > limit:
+        raise CheckpointError(f"{path} is {size / 1024**2:,.0f} MB, more than the {limit / 1024**2:,.0f} MB accepted")
+    return size
+
+
 def read_json(path: Path) -> Any:
+    path = Path(path)
+    _checked_file(path, MAX_JSON_BYTES)
     try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError as error:
-        raise CheckpointError(f"{path.name} is missing from {path.parent}") from error
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return json.loads(path.read_text(), parse_constant=_no_constant)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise CheckpointError(f"{path} is not valid JSON: {error}") from error
+
+
+def _no_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
 
 
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
@@ -89,21 +108,43 @@ def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[s
     atomic_write_bytes(path, save_safetensors_bytes(contiguous, metadata=metadata))
 
 
+def read_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file, checked before any tensor is read: an 8-byte
+    little-endian length, then that many bytes of JSON, within MAX_HEADER_BYTES and the file."""
+    size = _checked_file(path, MAX_FILE_BYTES)
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+        if prefix.startswith(PICKLE_MAGIC):
+            raise CheckpointError(f"{path} is a pickle (torch.save) file, which could run code; only safetensors load")
+        if len(prefix) < 8:
+            raise CheckpointError(f"{path} is not a valid safetensors file: {size} bytes, too short for a header")
+        length = int.from_bytes(prefix, "little")
+        if length > MAX_HEADER_BYTES:
+            raise CheckpointError(
+                f"{path} is not a valid safetensors file: its header claims {length:,} bytes, "
+                f"more than the {MAX_HEADER_BYTES:,} accepted"
+            )
+        if length > size - 8:
+            raise CheckpointError(f"{path} is truncated: its header claims {length:,} bytes of a {size:,}-byte file")
+        try:
+            header = json.loads(f.read(length), parse_constant=_no_constant)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+            message = f"{path} is not a valid safetensors file: its header is not JSON ({error})"
+            raise CheckpointError(message) from error
+    if not isinstance(header, dict) or not isinstance(header.get("__metadata__") or {}, dict):
+        raise CheckpointError(f"{path} is not a valid safetensors file: its header is not a JSON object of tensors")
+    return header
+
+
 def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a safetensors file; any defect is a CheckpointError."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path.name} is missing from {path.parent}")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise CheckpointError(f"{path} is larger than {MAX_FILE_BYTES >> 30} GiB")
-    data = path.read_bytes()
+    header = read_header(path)
     try:
-        tensors = load_safetensors_bytes(data)
-        header_len = int.from_bytes(data[:8], "little")
-        metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__", {}) or {}
+        tensors = load_safetensors_bytes(path.read_bytes())
     except Exception as error:  # safetensors raises its own and builtin types for bad files
         raise CheckpointError(f"{path} is not a valid safetensors file: {error}") from error
-    return tensors, metadata
+    return tensors, dict(header.get("__metadata__") or {})
 
 
 def check_state_dict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
@@ -119,8 +160,21 @@ def check_state_dict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], 
             raise CheckpointError(
                 f"{source}: {name} has shape {tuple(tensor.shape)}, config.json asks for {tuple(expected[name].shape)}"
             )
+        if tensor.dtype != expected[name].dtype:
+            raise CheckpointError(f"{source}: {name} is {tensor.dtype}, the model holds {expected[name].dtype}")
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{source}: {name} holds NaN or Inf values")
+
+
+def check_codebook(tensors: dict[str, torch.Tensor], config: VQVAEConfig, source: Path) -> None:
+    """The codebook e in R^{K x D} is the weights' most telling shape: name K and D when it is not config.json's."""
+    codebook = tensors.get("quantizer.embedding")
+    k, d = config.quantizer.num_embeddings, config.quantizer.embedding_dim
+    if codebook is not None and tuple(codebook.shape) != (k, d):
+        raise CheckpointError(
+            f"{source} holds a codebook of shape {tuple(codebook.shape)}, "
+            f"but config.json asks for K = {k} codes of D = {d}"
+        )
 
 
 @dataclass
@@ -164,11 +218,25 @@ def load_config(folder: Path) -> tuple[VQVAEConfig, TrainConfig | None, dict[str
     path = Path(folder) / CONFIG
     raw = read_config(folder)
     try:
-        config = vqvae_config_from_dict(raw["vqvae"])
+        config = vqvae_config_from_dict(raw.get("vqvae"))
         train = train_config_from_dict(raw["train"]) if raw.get("train") else None
+        extra = _checked_extra(raw.get("extra") or {})
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path} has an invalid setting: {error}") from error
-    return config, train, dict(raw.get("extra") or {})
+    return config, train, extra
+
+
+def _checked_extra(extra: Any) -> dict[str, Any]:
+    """What training recorded beside the settings; the app reads class_names and the numbers."""
+    if not isinstance(extra, dict):
+        raise ValueError(f"extra must be an object, not {type(extra).__name__}")
+    names = extra.get("class_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise ValueError("extra.class_names must be a list of strings")
+    for key in ("data_variance", "train_images"):
+        if key in extra and (isinstance(extra[key], bool) or not isinstance(extra[key], int | float)):
+            raise ValueError(f"extra.{key} must be a number, not {extra[key]!r}")
+    return dict(extra)
 
 
 def save_weights(folder: Path, model: VQVAE, step: int, elapsed_s: float = 0.0) -> None:
@@ -184,11 +252,16 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
     config, train, extra = load_config(folder)
     model = VQVAE(config)
     tensors, metadata = read_tensors(folder / WEIGHTS)
+    check_codebook(tensors, config, folder / WEIGHTS)
     check_state_dict(model, tensors, folder / WEIGHTS)
     model.load_state_dict(tensors)
     model.eval()
     history = read_json(folder / HISTORY) if (folder / HISTORY).exists() else []
     metrics = read_json(folder / METRICS) if (folder / METRICS).exists() else {}
+    if not isinstance(history, list) or not all(isinstance(entry, dict) for entry in history):
+        raise CheckpointError(f"{folder / HISTORY} is not a list of training records")
+    if not isinstance(metrics, dict):
+        raise CheckpointError(f"{folder / METRICS} is not a JSON object of measurements")
     try:
         step, train_time_s = int(metadata.get("step", 0)), float(metadata.get("elapsed_s", 0.0))
     except ValueError as error:
@@ -325,7 +398,7 @@ def load_prior_config(folder: str | Path) -> tuple[PriorConfig, TrainConfig | No
         raise CheckpointError(f"{folder} has no learned prior; train one with `python -m vqvae train-prior {folder}`")
     try:
         prior_config = prior_config_from_dict(raw["prior"])
-        train = train_config_from_dict(raw["prior_train"]) if raw.get("prior_train") else None
+        train = train_config_from_dict(raw["prior_train"], "prior_train") if raw.get("prior_train") else None
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{folder / CONFIG} has an invalid prior setting: {error}") from error
     config, _, _ = load_config(folder)
@@ -336,8 +409,15 @@ def load_prior_config(folder: str | Path) -> tuple[PriorConfig, TrainConfig | No
 def load_prior(folder: str | Path) -> GatedPixelCNN:
     """The learned prior of a checkpoint folder (eval mode), checked against its VQ-VAE."""
     folder = Path(folder)
-    prior = GatedPixelCNN(load_prior_config(folder)[0])
+    config = load_prior_config(folder)[0]
+    prior = GatedPixelCNN(config)
     tensors, _ = read_tensors(folder / PRIOR)
+    embedding = tensors.get("embedding.weight")  # (K, E): one row per code of the VQ-VAE it was trained on
+    if embedding is not None and embedding.ndim == 2 and embedding.shape[0] != config.num_embeddings:
+        raise CheckpointError(
+            f"{folder / PRIOR} models {embedding.shape[0]} codes, but this VQ-VAE has {config.num_embeddings}: "
+            "it is the prior of another VQ-VAE"
+        )
     check_state_dict(prior, tensors, folder / PRIOR)
     prior.load_state_dict(tensors)
     return prior.eval()

@@ -168,18 +168,53 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+_KINDS: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def _checked(cls: type, data: Any, where: str) -> dict[str, Any]:
+    """The fields of `cls` from a JSON object, each of its declared type; else ValueError naming it.
+
+    Missing fields with a default take it, so a config saved before a field existed still loads.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must be an object, not {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"{where} has unknown settings {unknown}")
+    for name, spec in fields.items():
+        if name not in data:
+            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                raise ValueError(f"{where}.{name} is missing")
+            continue
+        value, kinds = data[name], str(spec.type).replace(" ", "").split("|")
+        allowed = tuple(t for kind in kinds if kind != "None" for t in _KINDS[kind])
+        if value is None and "None" in kinds:
+            continue
+        if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+            raise ValueError(f"{where}.{name} must be {' or '.join(kinds)}, not {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{where}.{name} must be a finite number, not {value!r}")
+    return dict(data)
+
+
 def vqvae_config_from_dict(data: dict[str, Any]) -> VQVAEConfig:
-    """Rebuild a VQVAEConfig; unknown or missing keys and bad values raise ValueError/TypeError."""
-    return VQVAEConfig(model=ModelConfig(**data["model"]), quantizer=QuantizerConfig(**data["quantizer"]))
+    """Rebuild a VQVAEConfig; unknown, missing or mistyped keys and bad values raise ValueError."""
+    if not isinstance(data, dict) or set(data) != {"model", "quantizer"}:
+        raise ValueError("vqvae must be an object of exactly two sections, model and quantizer")
+    return VQVAEConfig(
+        model=ModelConfig(**_checked(ModelConfig, data["model"], "vqvae.model")),
+        quantizer=QuantizerConfig(**_checked(QuantizerConfig, data["quantizer"], "vqvae.quantizer")),
+    )
 
 
 def prior_config_from_dict(data: dict[str, Any]) -> PriorConfig:
-    """Rebuild a PriorConfig; unknown or missing keys and bad values raise ValueError/TypeError."""
-    return PriorConfig(**data)
+    """Rebuild a PriorConfig; unknown, missing or mistyped keys and bad values raise ValueError."""
+    return PriorConfig(**_checked(PriorConfig, data, "prior"))
 
 
-def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    return TrainConfig(**data)
+def train_config_from_dict(data: dict[str, Any], where: str = "train") -> TrainConfig:
+    return TrainConfig(**_checked(TrainConfig, data, where))
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
 """User images in: decode an uploaded file safely and fit any picture to a model's input.
 
 Only the formats below are decoded, the pixel count is checked from the header before any
-pixel is read, and a decompression bomb is an error, not a warning.
+pixel is read, and a decompression bomb is an error, not a warning. Whatever a damaged file
+makes Pillow's parsers raise comes out as a DataError with a short message.
 """
 
 from __future__ import annotations
 
+import struct
 import warnings
 from pathlib import Path
 
@@ -19,6 +21,12 @@ MAX_PIXELS = 4096 * 4096
 MAX_FILE_BYTES = 32 * 1024**2
 INK_THRESHOLD = 0.2  # a pixel this far from the background counts as part of the drawing
 MNIST_BOX = 20 / 28  # MNIST digits fill a 20x20 box centred in 28x28
+# What Pillow's parsers raise on damaged files besides OSError (found by tests/test_inputs_fuzz.py)
+DAMAGED = (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, KeyError, TypeError, ZeroDivisionError)
+
+# Pillow's own bomb check, for every decoder in this process: Gradio opens the sketchpad's image
+# itself with warnings ignored, so its error (at twice this) is what stops a bomb there.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -45,24 +53,45 @@ def read_image(path: str | Path) -> np.ndarray:
                 return to_rgb(ImageOps.exif_transpose(image))
     except DataError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise DataError(f"the image has more than {MAX_PIXELS:,} pixels; it is refused before decoding") from error
+    except UnidentifiedImageError as error:
         raise DataError(f"not an image this app reads ({', '.join(FORMATS)}): {type(error).__name__}") from error
-    except (OSError, ValueError, SyntaxError, EOFError) as error:
+    except MemoryError as error:
+        raise DataError("the image is too large to decode") from error
+    except DAMAGED as error:
         raise DataError(f"the image file is damaged or truncated: {error}") from error
 
 
 def to_rgb(image: Image.Image) -> np.ndarray:
-    """Any Pillow mode -> (H, W, 3) uint8; 16-bit and float greys scaled by their range, alpha over white."""
+    """Any Pillow mode -> (H, W, 3) uint8, transparent parts (alpha, or a tRNS colour) over white.
+
+    16-bit greys keep their brightness (v / 257); 32-bit integer and float greys, which have
+    no full scale, are stretched over their range.
+    """
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        low, high = float(values.min()), float(values.max())
-        grey = np.zeros_like(values) if high == low else (values - low) / (high - low)
-        image = Image.fromarray((grey * 255).round().astype(np.uint8))
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = _wide_to_grey(image)
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(white, rgba)
     return np.asarray(image.convert("RGB"))
+
+
+def _wide_to_grey(image: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit or float grey image -> 8-bit "L" (or "LA" when one value is transparent)."""
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16"):
+        grey = values / 65535
+    else:
+        values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+        low, high = float(values.min()), float(values.max())
+        grey = np.zeros_like(values) if high == low else (values - low) / (high - low)
+    grey_image = Image.fromarray((grey * 255).round().astype(np.uint8))
+    transparent = image.info.get("transparency")
+    if isinstance(transparent, int):
+        grey_image.putalpha(Image.fromarray(np.where(values == transparent, 0, 255).astype(np.uint8)))
+    return grey_image
 
 
 def from_array(array: np.ndarray) -> np.ndarray:
