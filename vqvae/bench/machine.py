@@ -31,7 +31,7 @@ def _cpu_name() -> str:
     return platform.processor()
 
 
-def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
     """Best GFLOP/s of (size x size) @ (size x size) in float32: 2 size^3 operations each."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     out = torch.empty(size, size)
