@@ -43,7 +43,7 @@ class BenchConfig:
     target_psnr_db: float = 22.0  # held-out PSNR that ends the time-to-quality runs
     ours_cap_s: float = 120.0  # ours gives up after this much training (the preset's two minutes)
     plain_cap_factor: float = 5.0  # the plain run gives up after this many times ours
-    plain_cap_s: float = 600.0  # ...and in any case after this long
+    plain_cap_s: float = 300.0  # ...and in any case after this long
     eval_every: int = 10  # steps between held-out evaluations (not counted as training time)
     matmul_size: int = 2048
     prior_repeats: int = 10
