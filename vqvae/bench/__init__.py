@@ -1,0 +1,6 @@
+"""The benchmark (`python -m vqvae bench`): our training, prior and app, measured beside a plain baseline."""
+
+from .report import table
+from .run import RESULTS, BenchConfig, load, run, save
+
+__all__ = ["RESULTS", "BenchConfig", "load", "run", "save", "table"]

@@ -1,0 +1,75 @@
+"""The benchmark's results as a short Markdown table (the README's "Speed" section)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+TARGETS = {  # issue 5's targets, shown beside the measures
+    "throughput": ">= 2.0x plain",
+    "time_to_quality": "<= 1/5 of plain",
+    "peak_fraction": ">= 40% of matmul peak",
+    "sample_64": "<= 0.25 s",
+    "sample_1": "<= 30 ms",
+}
+
+
+def _seconds(run: dict[str, Any]) -> str:
+    if run["reached"]:
+        return f"{run['train_s']:.1f} s ({run['steps']} steps)"
+    return f"not reached in {run['cap_s']:.0f} s (best {run['best_psnr_db']:.1f} dB)"
+
+
+def _memory(m: dict[str, Any], side: str) -> str:
+    peak, start = m[f"{side}_peak_rss_mb"], m[f"{side}_start_rss_mb"]
+    return f"{peak:.0f} MiB" + ("" if start is None else f" ({start:.0f} before training)")
+
+
+def _training_rows(training: dict[str, Any]) -> list[str]:
+    t, q, p, m = (training[k] for k in ("throughput", "time_to_quality", "peak_fraction", "memory"))
+    speedup = f"{q['speedup']:.1f}x faster" if q["speedup"] else "plain: not reached"
+    return [
+        f"| training throughput (images/s) | {t['ours_images_per_s']:.0f} | {t['plain_images_per_s']:.0f} "
+        f"| {t['ratio']:.2f}x | {TARGETS['throughput']} |",
+        f"| time to {q['target_psnr_db']:g} dB held-out PSNR | {_seconds(q['ours'])} | {_seconds(q['plain'])} "
+        f"| {speedup} | {TARGETS['time_to_quality']} |",
+        f"| training step, GFLOP/s ({p['step_gflop']:.2f} GFLOP a step) | {p['ours_gflops']:.0f} "
+        f"| {p['plain_gflops']:.0f} | {100 * p['fraction']:.0f}% of {p['matmul_gflops']:.0f} (matmul peak) "
+        f"| {TARGETS['peak_fraction']} |",
+        f"| training peak memory (RSS) | {_memory(m, 'ours')} | {_memory(m, 'plain')} | | |",
+    ]
+
+
+def _prior_rows(prior: dict[str, Any]) -> list[str]:
+    return [
+        f"| prior log-prob (grids/s) | {prior['log_prob_grids_per_s']:.0f} | | | |",
+        f"| prior: sample 1 grid | {prior['sample_1_ms']:.1f} ms | | | {TARGETS['sample_1']} |",
+        f"| prior: sample 64 grids | {prior['sample_64_s']:.3f} s | | | {TARGETS['sample_64']} |",
+    ]
+
+
+def _app_rows(app: dict[str, Any]) -> list[str]:
+    if "error" in app:
+        return [f"| app | not measured: {app['error']} | | | |"]
+    rows = [f"| app: cold start to first page | {app['cold_start_s']:.1f} s | | | |"]
+    for name, value in app.items():
+        if isinstance(value, dict) and "p50_ms" in value:
+            rows.append(f"| app: {name}, p50 / p95 | {value['p50_ms']:.0f} / {value['p95_ms']:.0f} ms | | | |")
+    return rows
+
+
+def table(results: dict[str, Any]) -> str:
+    """One row per measure: ours, the plain baseline, their ratio, and the target."""
+    info = results["machine"]
+    lines = [
+        f"Measured with `python -m vqvae bench` on {info['cpu_count']} CPU cores ({info['processor']}), "
+        f"{info['threads']} torch threads, torch {info['torch']}; batch {results['settings']['batch_size']}, "
+        f"the `{results['settings']['preset']}` preset.",
+        "",
+        "| measure | ours | plain baseline | ours vs plain | target |",
+        "|---|---|---|---|---|",
+        *_training_rows(results["training"]),
+        *_prior_rows(results["prior"]),
+    ]
+    if "app" in results:
+        lines += _app_rows(results["app"])
+    return "\n".join(lines)
