@@ -134,10 +134,13 @@ def measure_training(config: BenchConfig) -> dict[str, Any]:
 
 
 def measure_app(config: BenchConfig) -> dict[str, Any]:
-    """scripts/app_latency.py in a child process: cold start, and each endpoint's p50 / p95."""
+    """scripts/app_latency.py in a child process: cold start, the first answer, each endpoint's
+    p50 / p95 one call at a time and with 10 clients at once, and the server's peak memory."""
     command = [sys.executable, str(APP_LATENCY), "--json"]
     if config.app_repeats is not None:
         command += ["--repeats", str(config.app_repeats)]
+    if config.quick:
+        command += ["--clients", "3", "--rounds", "1"]
     try:
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
         if result.returncode != 0:
