@@ -33,13 +33,18 @@ def _training_rows(training: dict[str, Any]) -> list[str]:
     return [
         f"| training throughput (images/s) | {t['ours_images_per_s']:.0f} | {t['plain_images_per_s']:.0f} "
         f"| {t['ratio']:.2f}x | {TARGETS['throughput']} |",
-        f"| time to {q['target_psnr_db']:g} dB held-out PSNR | {_seconds(q['ours'])} | {_seconds(q['plain'])} "
+        f"| time to {q['target_psnr_db']:g} dB held-out PSNR (batch {q.get('ours_batch_size', '')} / "
+        f"{q.get('plain_batch_size', '')}) | {_seconds(q['ours'])} | {_seconds(q['plain'])} "
         f"| {speedup} | {TARGETS['time_to_quality']} |",
         f"| training step, GFLOP/s ({p['step_gflop']:.2f} GFLOP a step) | {p['ours_gflops']:.0f} "
         f"| {p['plain_gflops']:.0f} | {100 * p['fraction']:.0f}% of {p['matmul_gflops']:.0f} (matmul peak) "
         f"| {TARGETS['peak_fraction']} |",
         f"| training peak memory (RSS) | {_memory(m, 'ours')} | {_memory(m, 'plain')} | | |",
-    ]
+    ] + (
+        [f"| time to {q['target_psnr_db']:g} dB, ours at batch {q['plain_batch_size']} too | "
+         f"{_seconds(q['ours_at_plain_batch'])} | | | |"]
+        if "ours_at_plain_batch" in q and q["ours_batch_size"] != q["plain_batch_size"] else []
+    )  # fmt: skip
 
 
 def _prior_rows(prior: dict[str, Any]) -> list[str]:
