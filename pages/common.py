@@ -7,6 +7,7 @@ import functools
 import hashlib
 import html
 import inspect
+import itertools
 import logging
 import os
 import tempfile
@@ -122,7 +123,7 @@ def picture_file(image: np.ndarray) -> str:
 
 
 PICTURE_LIFETIME_S = 3600  # Gradio copies a picture as the answer leaves; ours are only kept for reuse
-_written = [0]
+_NEW_PICTURES = itertools.count(1)
 
 
 @functools.cache
@@ -134,8 +135,7 @@ def _pictures_folder() -> Path:
 
 def _forget_old_pictures(folder: Path) -> None:
     """Every 256 new pictures, remove those older than PICTURE_LIFETIME_S."""
-    _written[0] += 1
-    if _written[0] % 256:
+    if next(_NEW_PICTURES) % 256:
         return
     oldest = time.time() - PICTURE_LIFETIME_S
     for path in folder.glob("*.png"):

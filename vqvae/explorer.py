@@ -395,10 +395,6 @@ class Explorer:
         """The prior that scores every sample: the learned one, else the unigram one."""
         return "learned" if "learned" in self.priors else "unigram"
 
-    def _image_shape(self) -> tuple[int, int, int]:
-        model = self.checkpoint.config.model
-        return model.image_size, model.image_size, model.in_channels
-
     @torch.inference_mode()
     def sample_frames(self, label: int | None = None, temperature: float = 1.0, seed: int = 0) -> Frames:
         """One grid from the learned prior, and the state of the grid after each of its steps."""
