@@ -386,22 +386,17 @@ class GatedPixelCNN(nn.Module):
         """Raster order, each step running the stacks only where it must (sampler.py).
         Returns the grids and their log p(z) in nats."""
         device = self.embedding.weight.device
-        codes = given.clamp(min=0).to(device)  # free positions hold a placeholder until drawn
         free = (given < 0).to(device)
+        every_free = bool(free.all())
         labels = None if labels is None else labels.to(device)
         n, height, width = given.shape
-        sampler = RasterSampler(self, codes, labels)
-        log_p = torch.zeros(n, device=device)
+        sampler = RasterSampler(self, given.clamp(min=0).to(device), labels)  # placeholders until drawn
         for i in range(height):
             sampler.start_row(i)
             for j in range(width):
-                logits = sampler.logits(i, j)  # (n, K)
-                drawn = sample_categorical(logits, temperature, top_k, generator).to(device)
-                code = torch.where(free[:, i, j], drawn, codes[:, i, j])
-                codes[:, i, j] = code
-                sampler.place(i, j, code)
-                log_p += logits.log_softmax(dim=1).gather(1, code[:, None])[:, 0]
-        return codes.cpu(), log_p.cpu()
+                drawn = sample_categorical(sampler.logits(i, j), temperature, top_k, generator).to(device)  # (n,)
+                sampler.place(i, j, drawn if every_free else torch.where(free[:, i, j], drawn, sampler.codes[:, i, j]))
+        return sampler.codes.cpu(), sampler.log_prob().cpu()
 
     def _check_labels(self, labels: torch.Tensor | None, batch: int) -> None:
         classes = self.config.num_classes
