@@ -89,6 +89,7 @@ def launch(demo: gr.Blocks, host: str, port: int, block: bool = True) -> None:
         show_error=False,
         max_file_size="16mb",
         enable_monitoring=False,  # else /monitoring/summary shows anyone the events' timings
+        ssl_verify=False,  # only for launch's request to itself over plain http; checking it loads the CA bundle
         prevent_thread_lock=True,
     )
     if block:
