@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from vqvae import checkpoint as ckpt
-from vqvae.analysis import ANALYSIS
+from vqvae.analysis import ANALYSIS, load_analysis
 from vqvae.config import PriorConfig
 from vqvae.errors import CheckpointError, VQVAEError
 from vqvae.explorer import Explorer, open_explorer
@@ -187,6 +187,35 @@ def test_a_prior_configured_for_another_vqvae_is_refused(folder, change, message
     edit_config(folder, lambda c: c["prior"].update(change))
     refused(ckpt.load_prior, folder, message)
     refused(Explorer, folder, message)
+
+
+def test_files_made_from_another_codebook_are_refused(folder):
+    """The same K, D and grid, a different codebook: the VQ-VAE trained on since (here one code moved)
+    after its code grids, prior and analysis were made. Each of them is refused, and the folder with them."""
+    tensors, metadata = ckpt.read_tensors(folder / ckpt.WEIGHTS)
+    tensors[ckpt.CODEBOOK][7] += 0.01
+    ckpt.write_tensors(folder / ckpt.WEIGHTS, tensors, metadata)
+    loaded = ckpt.load_checkpoint(folder)  # the VQ-VAE itself is fine
+    made_from = r"was made from another codebook \(42bf46b3b6f7073c\) than this VQ-VAE's \([0-9a-f]{16}\)"
+    assert "train-prior" in refused(ckpt.load_prior, folder, f"prior.safetensors {made_from}")
+    refused(lambda f: ckpt.load_codes(f, loaded.config), folder, f"codes.safetensors {made_from}")
+    refused(lambda f: load_analysis(f, loaded.model), folder, f"analysis.safetensors {made_from}.*analyse")
+    refused(Explorer, folder, made_from)
+
+
+def test_a_prior_copied_from_another_folder_is_refused(folder):
+    """A prior of another VQ-VAE with the same K and grid cannot be told from the shapes: its fingerprint tells."""
+    tensors, metadata = ckpt.read_tensors(folder / ckpt.PRIOR)
+    ckpt.write_tensors(folder / ckpt.PRIOR, tensors, metadata | {"codebook": "0123456789abcdef"})
+    refused(ckpt.load_prior, folder, r"prior.safetensors was made from another codebook \(0123456789abcdef\)")
+    refused(Explorer, folder, "another codebook")
+
+
+def test_the_shipped_files_record_their_codebook(folder):
+    codebook = ckpt.folder_codebook(folder)
+    for name in (ckpt.CODES, ckpt.PRIOR, ANALYSIS):
+        assert ckpt.read_tensors(folder / name)[1]["codebook"] == codebook, name
+    assert ckpt.read_json(folder / ckpt.METRICS)["measured"] == ckpt.measured_files(folder)
 
 
 def test_prior_weights_of_another_vqvae_are_refused(folder):

@@ -209,7 +209,7 @@ def analyse_model(model: VQVAE, test: Dataset, with_umap: bool = True) -> Analys
     )
 
 
-def save_analysis(folder: Path, analysis: Analysis) -> None:
+def save_analysis(folder: Path, analysis: Analysis, *, codebook: str | None = None) -> None:
     tensors = {f"projection_{name}": p for name, p in analysis.projections.items()}
     tensors |= {
         name: getattr(analysis, name)
@@ -226,13 +226,13 @@ def save_analysis(folder: Path, analysis: Analysis) -> None:
         )
     }
     tensors["background_code"] = torch.tensor(analysis.background_code)
-    ckpt.write_tensors(Path(folder) / ANALYSIS, tensors)
+    ckpt.write_tensors(Path(folder) / ANALYSIS, tensors, metadata=ckpt.made_from(codebook))
 
 
 def load_analysis(folder: Path, model: VQVAE) -> Analysis:
     """analysis.safetensors, checked against the model it describes."""
     path = Path(folder) / ANALYSIS
-    tensors, _ = ckpt.read_tensors(path)
+    tensors, metadata = ckpt.read_tensors(path)
     projections = {key.removeprefix("projection_"): t for key, t in tensors.items() if key.startswith("projection_")}
     try:
         analysis = Analysis(
@@ -266,6 +266,8 @@ def load_analysis(folder: Path, model: VQVAE) -> Analysis:
         raise CheckpointError(f"{path} has no valid codebook projection; analyse it again")
     if int(analysis.indices.min()) < 0 or int(analysis.indices.max()) >= k or not 0 <= analysis.background_code < k:
         raise CheckpointError(f"{path} holds codes outside [0, {k})")
+    codebook = ckpt.codebook_fingerprint(model.quantizer.embedding)
+    ckpt.check_made_from(path, metadata, codebook, f"Run `python -m vqvae analyse {folder}` again.")
     return analysis
 
 
@@ -277,5 +279,5 @@ def analyse_checkpoint(folder: str | Path, with_umap: bool = True) -> Analysis:
     model_config = loaded.config.model
     split = load_split(loaded.train_config.data, model_config.image_size, model_config.in_channels)
     analysis = analyse_model(loaded.model, split.test, with_umap=with_umap)
-    save_analysis(Path(folder), analysis)
+    save_analysis(Path(folder), analysis, codebook=ckpt.codebook_fingerprint(loaded.model.quantizer.embedding))
     return analysis

@@ -15,6 +15,7 @@ so a crash leaves either the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -350,7 +351,56 @@ class Codes:
     test_labels: torch.Tensor  # (M,) int64
 
 
-def save_codes(folder: Path, codes: Codes) -> None:
+# --- files made from one codebook -------------------------------------------------------
+# The code grids, the prior, the analysis and metrics.json are made from the VQ-VAE as it was
+# then. Each records its codebook's fingerprint; a file whose codebook is not the folder's (the
+# VQ-VAE trained on since, or a file copied from another folder) is refused, or, for measured
+# numbers, measured again. Files without a fingerprint (older ones) are taken as they are.
+
+CODEBOOK = "quantizer.embedding"  # the codebook (K, D) in the VQ-VAE's weights
+
+
+def codebook_fingerprint(codebook: torch.Tensor) -> str:
+    """16 hex digits of the SHA-256 of the codebook (K, D) as float32: which codes a file speaks of."""
+    return hashlib.sha256(codebook.detach().float().contiguous().cpu().numpy().tobytes()).hexdigest()[:16]
+
+
+def folder_codebook(folder: Path) -> str:
+    """The fingerprint of the codebook in a folder's VQ-VAE weights."""
+    path = Path(folder) / WEIGHTS
+    tensors, _ = read_tensors(path)
+    if CODEBOOK not in tensors:
+        raise CheckpointError(f"{path} has no {CODEBOOK}")
+    return codebook_fingerprint(tensors[CODEBOOK])
+
+
+def file_fingerprint(path: Path) -> str:
+    """16 hex digits of the SHA-256 of a file's bytes (a few ms for the shipped weights)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def measured_files(folder: Path) -> dict[str, str]:
+    """The fingerprints of the files evaluate's numbers depend on, as metrics.json records them."""
+    paths = {name: Path(folder) / name for name in (WEIGHTS, CODES, PRIOR)}
+    return {name: file_fingerprint(path) for name, path in paths.items() if path.exists()}
+
+
+def made_from(codebook: str | None) -> dict[str, str]:
+    """The metadata that records a file's codebook."""
+    return {} if codebook is None else {"codebook": codebook}
+
+
+def check_made_from(path: Path, metadata: dict[str, str], codebook: str, remedy: str) -> None:
+    """A CheckpointError when the file at path was made from another codebook than `codebook`."""
+    recorded = metadata.get("codebook")
+    if recorded is not None and recorded != codebook:
+        raise CheckpointError(
+            f"{path} was made from another codebook ({recorded}) than this VQ-VAE's ({codebook}): "
+            f"the VQ-VAE was trained on since, or the file comes from another checkpoint. {remedy}"
+        )
+
+
+def save_codes(folder: Path, codes: Codes, *, codebook: str | None = None) -> None:
     small = torch.int16 if int(codes.train.max()) < 2**15 else torch.int32  # K <= 65536
     tensors = {
         "train": codes.train.to(small),
@@ -358,12 +408,16 @@ def save_codes(folder: Path, codes: Codes) -> None:
         "test": codes.test.to(small),
         "test_labels": codes.test_labels,
     }
-    write_tensors(Path(folder) / CODES, tensors)
+    write_tensors(Path(folder) / CODES, tensors, metadata=made_from(codebook))
 
 
-def load_codes(folder: Path, config: VQVAEConfig) -> Codes:
+def load_codes(folder: Path, config: VQVAEConfig, *, codebook: str | None = None) -> Codes:
+    """The folder's code grids, checked against its VQ-VAE (codebook: its fingerprint, read from the
+    folder's weights when not given)."""
     path = Path(folder) / CODES
-    tensors, _ = read_tensors(path)
+    tensors, metadata = read_tensors(path)
+    remedy = f"Delete {CODES} and train the prior again to extract them anew."
+    check_made_from(path, metadata, codebook or folder_codebook(folder), remedy)
     try:
         codes = Codes(*(tensors[name].long() for name in ("train", "train_labels", "test", "test_labels")))
     except KeyError as error:
@@ -375,8 +429,10 @@ def load_codes(folder: Path, config: VQVAEConfig) -> Codes:
     return codes
 
 
-def save_prior(folder: Path, prior: GatedPixelCNN, step: int, elapsed_s: float = 0.0) -> None:
-    metadata = {"step": str(step), "elapsed_s": repr(elapsed_s)}
+def save_prior(
+    folder: Path, prior: GatedPixelCNN, step: int, elapsed_s: float = 0.0, *, codebook: str | None = None
+) -> None:
+    metadata = {"step": str(step), "elapsed_s": repr(elapsed_s)} | made_from(codebook)
     write_tensors(Path(folder) / PRIOR, prior.state_dict(), metadata=metadata)
 
 
@@ -406,12 +462,15 @@ def load_prior_config(folder: str | Path) -> tuple[PriorConfig, TrainConfig | No
     return prior_config, train
 
 
-def load_prior(folder: str | Path) -> GatedPixelCNN:
-    """The learned prior of a checkpoint folder (eval mode), checked against its VQ-VAE."""
+def load_prior(folder: str | Path, *, codebook: str | None = None) -> GatedPixelCNN:
+    """The learned prior of a checkpoint folder (eval mode), checked against its VQ-VAE
+    (codebook: its fingerprint, read from the folder's weights when not given)."""
     folder = Path(folder)
     config = load_prior_config(folder)[0]
     prior = GatedPixelCNN(config)
-    tensors, _ = read_tensors(folder / PRIOR)
+    tensors, metadata = read_tensors(folder / PRIOR)
+    remedy = f"Train its prior again: delete the prior's files and run `python -m vqvae train-prior {folder}`."
+    check_made_from(folder / PRIOR, metadata, codebook or folder_codebook(folder), remedy)
     embedding = tensors.get("embedding.weight")  # (K, E): one row per code of the VQ-VAE it was trained on
     if embedding is not None and embedding.ndim == 2 and embedding.shape[0] != config.num_embeddings:
         raise CheckpointError(

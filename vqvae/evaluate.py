@@ -57,16 +57,16 @@ def reconstruction_pairs(model: VQVAE, data: Dataset, n: int) -> torch.Tensor:
     return torch.cat([x, model.decode_indices(model.encode(x)).clamp(0, 1)])
 
 
-def priors(folder: Path, train_codes: torch.Tensor, config: VQVAEConfig) -> dict[str, Prior]:
+def priors(folder: Path, train_codes: torch.Tensor, config: VQVAEConfig, codebook: str) -> dict[str, Prior]:
     """The priors compared everywhere: uniform, unigram (frequencies of `train_codes` (N, h, w)), and the
-    learned one when the folder has it."""
+    learned one when the folder has it (made from the codebook with this fingerprint)."""
     k = config.quantizer.num_embeddings
     found: dict[str, Prior] = {
         "uniform": UniformPrior(k, config.latent_shape),
         "unigram": UnigramPrior.fit(train_codes, k),
     }
     if (Path(folder) / ckpt.PRIOR).exists():
-        found["learned"] = ckpt.load_prior(folder)
+        found["learned"] = ckpt.load_prior(folder, codebook=codebook)
     return found
 
 
@@ -87,9 +87,10 @@ def prior_metrics(
     folder: Path, model: VQVAE, test: Dataset, samples_per_class: int = 20, seed: int = 0
 ) -> dict[str, Any]:
     """Held-out NLL of each prior, and how often decoded class-conditional samples show their class."""
-    codes = ckpt.load_codes(folder, model.config)
+    codebook = ckpt.codebook_fingerprint(model.quantizer.embedding)
+    codes = ckpt.load_codes(folder, model.config, codebook=codebook)
     h, w = model.latent_shape
-    compared = priors(folder, codes.train, model.config)
+    compared = priors(folder, codes.train, model.config, codebook)
     conditional = compared["learned"].config.num_classes > 0
     result: dict[str, Any] = {}
     for name, prior in compared.items():
@@ -125,6 +126,7 @@ def evaluate_checkpoint(folder: str | Path, save: bool = True) -> dict[str, Any]
     metrics["train_time_s"] = round(loaded.train_time_s, 1)
     if (Path(folder) / ckpt.PRIOR).exists():
         metrics["prior"] = prior_metrics(Path(folder), loaded.model, split.test)
+    metrics["measured"] = ckpt.measured_files(Path(folder))  # so a reader can tell they still hold
     if save:
         ckpt.atomic_write_json(Path(folder) / ckpt.METRICS, metrics)
     return metrics

@@ -135,28 +135,24 @@ class Explorer:
 
     def _load_priors(self) -> dict[str, Prior]:
         config = self.checkpoint.config
+        codebook = ckpt.codebook_fingerprint(self.model.quantizer.embedding)
         has_codes = (self.folder / ckpt.CODES).exists()  # else the unigram prior counts the held-out codes
-        train = ckpt.load_codes(self.folder, config).train if has_codes else self.analysis.indices
-        return priors(self.folder, train, config)
+        train = ckpt.load_codes(self.folder, config, codebook=codebook).train if has_codes else self.analysis.indices
+        return priors(self.folder, train, config, codebook)
 
     @functools.cached_property
     def heldout_bits(self) -> dict[str, float]:
         """Each prior's mean -log2 p(z) per latent on the held-out codes: as `evaluate` measured it
-        when metrics.json is newer than the weights it measured, else computed on first use (the
-        learned prior takes ~2 s for 500 grids, so never when the folder opens)."""
+        while the files it measured are unchanged, else computed on first use (the learned prior
+        takes ~2 s for 500 grids, so never when the folder opens)."""
         return self._evaluated_bits() or self._computed_bits()
 
     def _evaluated_bits(self) -> dict[str, float] | None:
         measured = self.metrics.get("prior", {})
         if not all(f"{name}_bits_per_latent" in measured for name in self.priors):
             return None
-        written = [
-            (self.folder / name).stat().st_mtime_ns
-            for name in (ckpt.WEIGHTS, ckpt.CODES, ckpt.PRIOR)
-            if (self.folder / name).exists()
-        ]
-        if (self.folder / ckpt.METRICS).stat().st_mtime_ns < max(written):
-            return None
+        if self.metrics.get("measured") != ckpt.measured_files(self.folder):  # by content: a fresh clone's
+            return None  # files all have new times
         return {name: float(measured[f"{name}_bits_per_latent"]) for name in self.priors}
 
     def _computed_bits(self) -> dict[str, float]:

@@ -259,8 +259,10 @@ class PriorTask(Task):
     state_file = ckpt.PRIOR_STATE
     history_file = ckpt.PRIOR_HISTORY
 
-    def __init__(self, prior: GatedPixelCNN, codes: torch.Tensor, labels: torch.Tensor | None, config: TrainConfig):
-        self.model, self.codes, self.labels = prior, codes, labels
+    def __init__(
+        self, prior: GatedPixelCNN, codes: torch.Tensor, labels: torch.Tensor | None, config: TrainConfig, codebook: str
+    ):
+        self.model, self.codes, self.labels, self.codebook = prior, codes, labels, codebook
         self.sampler = EpochSampler(codes.shape[0], config.batch_size, config.seed)
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -274,19 +276,20 @@ class PriorTask(Task):
         return nll, {"loss": nll.item(), "bits_per_latent": nll.item() / math.log(2)}
 
     def save_weights(self, folder: Path, step: int, elapsed_s: float) -> None:
-        ckpt.save_prior(folder, self.model, step, elapsed_s)
+        ckpt.save_prior(folder, self.model, step, elapsed_s, codebook=self.codebook)
 
 
-def prepare_codes(folder: Path, shifted_copies: int = 4) -> ckpt.Codes:
-    """The folder's code grids, extracted from its VQ-VAE and saved the first time they are asked for."""
+def prepare_codes(folder: Path, codebook: str, shifted_copies: int = 4) -> ckpt.Codes:
+    """The folder's code grids, extracted from its VQ-VAE (codebook: its fingerprint) and saved the
+    first time they are asked for."""
     if (folder / ckpt.CODES).exists():
-        return ckpt.load_codes(folder, ckpt.load_config(folder)[0])
+        return ckpt.load_codes(folder, ckpt.load_config(folder)[0], codebook=codebook)
     loaded = ckpt.load_checkpoint(folder)
     model_config = loaded.config.model
     split = load_split(loaded.train_config.data, model_config.image_size, model_config.in_channels)
     shift = loaded.train_config.augment_shift
     codes = extract_codes(loaded.model, split, shifted_copies if shift else 0, shift, loaded.train_config.seed)
-    ckpt.save_codes(folder, codes)
+    ckpt.save_codes(folder, codes, codebook=codebook)
     return codes
 
 
@@ -307,7 +310,8 @@ def train_prior(
     """
     folder = Path(folder)
     config, _, extra = ckpt.load_config(folder)
-    codes = prepare_codes(folder)
+    codebook = ckpt.folder_codebook(folder)
+    codes = prepare_codes(folder, codebook)
     if resume:
         if not (folder / ckpt.PRIOR_STATE).exists():
             raise CheckpointError(f"{folder} has no {ckpt.PRIOR_STATE} to resume from")
@@ -324,5 +328,5 @@ def train_prior(
     torch.manual_seed(train_config.seed)
     prior = GatedPixelCNN(prior_config)
     labels = codes.train_labels if prior_config.num_classes else None
-    task = PriorTask(prior, codes.train, labels, train_config)
+    task = PriorTask(prior, codes.train, labels, train_config, codebook)
     return train_loop(task, train_config, folder, resume=resume, on_event=on_event, should_stop=should_stop)
