@@ -1,15 +1,18 @@
 """Background training runs (vqvae/runs.py): start, watch live, refuse, stop, fail, die."""
 
 import os
+import re
 import signal
 import time
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from vqvae import checkpoint as ckpt
 from vqvae.analysis import ANALYSIS
 from vqvae.errors import TrainingError
-from vqvae.runs import RunManager, RunSettings
+from vqvae.runs import RunManager, RunSettings, forget_unfinished
 
 
 def tiny(name: str, **changes) -> RunSettings:
@@ -90,6 +93,13 @@ def test_live_curves_one_run_at_a_time_and_a_stop_that_keeps_the_checkpoint(mana
         ({"learning_rate": float("nan")}, "learning_rate"),
         ({"steps": 10**9}, "steps"),
         ({"minutes": -1.0}, "minutes"),
+        ({"steps": 0}, "steps"),
+        ({"minutes": 0.0}, "minutes"),
+        ({"minutes": float("nan")}, "minutes"),
+        ({"learning_rate": -0.1}, "learning_rate"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"embedding_dim": 0}, "embedding_dim"),
+        ({"seed": -1}, "seed"),
         ({"update": "sgd"}, "update"),
         ({"preset": "imagenet"}, "preset"),
         ({"prior_minutes": -1.0}, "prior_minutes"),
@@ -117,11 +127,42 @@ def test_form_values_are_read_as_the_browser_sends_them():
     assert settings.data is None and settings.update is None  # empty fields: the preset's
 
 
-def test_a_failing_data_source_ends_failed_with_its_message(manager):
-    manager.start(tiny("nodata", steps=5, data="folder:/nonexistent"))
+@pytest.mark.parametrize(
+    "data, batch_size, message",
+    [
+        ("folder:{tmp}/missing", None, "no such file or folder: {tmp}/missing"),
+        ("folder:{tmp}/empty", None, "no image files"),
+        ("npz:{tmp}/none.npz", None, "holds no images"),
+        ("folder:{tmp}/three", None, "batch size 64 is larger than the 3 images of folder:{tmp}/three"),
+        (None, 5000, "batch size 5000 is larger than the 1797 images of digits"),
+    ],
+)
+def test_bad_data_is_refused_before_any_process_starts(manager, tmp_path, data, batch_size, message):
+    (tmp_path / "empty").mkdir()
+    np.savez(tmp_path / "none.npz", images=np.zeros((0, 8, 8), dtype=np.uint8))
+    for i in range(3):
+        write_png(tmp_path / "three" / f"{i}.png")
+    data = data and data.format(tmp=tmp_path)
+    with pytest.raises(TrainingError, match=re.escape(message.format(tmp=tmp_path))):
+        manager.start(tiny("bad", steps=5, data=data, batch_size=batch_size))
+    assert manager.status().state == "idle"
+    assert not manager.runs_dir.exists()
+
+
+def write_png(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(path)
+
+
+def test_a_failing_data_source_ends_failed_with_its_message(manager, tmp_path):
+    broken = tmp_path / "broken"  # image files by their names, enough of them, that do not decode
+    broken.mkdir()
+    for i in range(70):
+        (broken / f"{i}.png").write_bytes(b"not an image")
+    manager.start(tiny("nodata", steps=5, data=f"folder:{broken}"))
     status = wait_for(manager, ended)
     assert status.state == "failed"
-    assert "no such file or folder" in status.message and "/nonexistent" in status.message
+    assert "cannot read image" in status.message and str(broken) in status.message
     assert not status.folder.exists()  # nothing saved, nothing left for the checkpoint picker
 
 
@@ -136,3 +177,19 @@ def test_a_killed_child_is_reported_failed_not_running(manager):
 
     manager.start(tiny("after", steps=5))  # and the manager takes a new run
     assert wait_for(manager, ended).state == "finished"
+
+
+def test_a_run_killed_before_its_first_weights_leaves_no_folder(tmp_path):
+    folder = tmp_path / "killed"  # killed in its first save: history and train state written, weights not
+    folder.mkdir()
+    for name in (ckpt.CONFIG, ckpt.HISTORY, ckpt.TRAIN_STATE, f".{ckpt.WEIGHTS}.x1y2z3w4.tmp"):
+        (folder / name).write_text("{}")
+    forget_unfinished(folder)
+    assert not folder.exists()
+
+    kept = tmp_path / "kept"  # with weights, or with a file of someone else's, the folder stays
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    (kept / ckpt.CONFIG).write_text("{}")
+    forget_unfinished(kept)
+    assert [p.name for p in kept.iterdir()] == ["notes.txt"]

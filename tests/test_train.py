@@ -1,4 +1,5 @@
 import dataclasses
+import itertools
 
 import pytest
 import torch
@@ -44,6 +45,21 @@ def test_resume_after_n_steps_equals_2n_steps_uninterrupted(tiny, tmp_path, shif
         assert torch.equal(straight[name], halves[name]), name
     steps = [row["step"] for row in ckpt.read_json(tmp_path / "halves" / ckpt.HISTORY)]
     assert steps == list(range(5, 41, 5))
+
+
+def test_a_resume_between_two_logs_writes_the_same_history(tiny, tmp_path):
+    """The row logged after a resume averages the whole window, steps before the stop included."""
+    train = dataclasses.replace(tiny.train, steps=20, save_every=100)
+    train_vqvae(tiny.vqvae, train, tmp_path / "straight")
+    asked = itertools.count()  # the loop asks once before each step
+    train_vqvae(tiny.vqvae, train, tmp_path / "halves", should_stop=lambda: next(asked) >= 7)
+    assert ckpt.load_checkpoint(tmp_path / "halves").step == 7  # between the logs of steps 5 and 10
+    train_vqvae(tiny.vqvae, train, tmp_path / "halves", resume=True)
+
+    def rows(folder):
+        return [{k: v for k, v in row.items() if k != "time_s"} for row in ckpt.read_json(folder / ckpt.HISTORY)]
+
+    assert rows(tmp_path / "halves") == rows(tmp_path / "straight")
 
 
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_finite_checkpoint(tiny, tmp_path):

@@ -1,4 +1,9 @@
-"""`python -m vqvae <command>`: train, evaluate, analyse, reconstruct, train-prior, sample, bench."""
+"""`python -m vqvae <command>`: train, evaluate, analyse, reconstruct, train-prior, sample, bench.
+
+Each command imports what it needs (torch among it) only after its settings are checked, so a
+bad flag, a missing data folder or a batch larger than the data is refused in a fraction of a
+second, before anything is written.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +11,21 @@ import argparse
 import dataclasses
 import json
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from tqdm import tqdm
 
-from .analysis import ANALYSIS, analyse_checkpoint
-from .checkpoint import load_checkpoint, load_codes, load_config, load_prior, load_prior_config
-from .classifier import load_classifier, train_classifier
 from .config import TrainConfig, VQVAEConfig, preset
-from .data import load_split
 from .errors import VQVAEError
-from .evaluate import evaluate_checkpoint, reconstruction_pairs
-from .images import grid
-from .prior import UniformPrior, UnigramPrior
-from .train import TrainEvent, train_prior, train_vqvae
+from .files import ANALYSIS, CONFIG
+from .sources import check_source
+from .stopping import SignalStop
+
+if TYPE_CHECKING:
+    from .train import TrainEvent
 
 
 def _train_parser(commands: argparse._SubParsersAction) -> None:
@@ -32,7 +33,8 @@ def _train_parser(commands: argparse._SubParsersAction) -> None:
         "train",
         help="train a VQ-VAE into a checkpoint folder",
         description="Train a VQ-VAE on a data source and save a checkpoint folder (config.json, "
-        "vqvae.safetensors, history.json, metrics.json). Ctrl-C stops after the current step and saves.",
+        "vqvae.safetensors, history.json, metrics.json). Ctrl-C or SIGTERM stops after the current step, saves, "
+        "and exits with status 130 or 143 (128 + the signal's number); --resume continues from there.",
     )
     p.add_argument(
         "--preset",
@@ -72,6 +74,7 @@ def _train_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, dest="learning_rate", help="Adam learning rate (cosine-decayed to 5%%)")
     p.add_argument("--hidden", type=int, dest="hidden_channels", help="encoder/decoder channels")
     p.add_argument("--seed", type=int, help="seed for weights, data order and codebook init [default: 0]")
+    p.add_argument("--save-every", type=int, help="save a resumable checkpoint every this many steps [default: 500]")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out exactly where it stopped")
     p.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation and analysis at the end")
     p.add_argument("--no-umap", action="store_true", help="analyse with PCA only (UMAP adds ~30 s)")
@@ -119,7 +122,8 @@ def _train_prior_parser(commands: argparse._SubParsersAction) -> None:
         help="fit the learned prior (gated PixelCNN) to a checkpoint's codes",
         description="Encode the training split once (kept as codes.safetensors), fit a gated, class-conditional "
         "PixelCNN to the code grids and save prior.safetensors in the folder. With labelled data it also "
-        "trains, once, the digit classifier that `evaluate` uses to score samples.",
+        "trains, once, the digit classifier that `evaluate` uses to score samples. Ctrl-C or SIGTERM stops after "
+        "the current step, saves, and exits with status 130 or 143.",
     )
     p.add_argument("checkpoint", type=Path, help="checkpoint folder of a trained VQ-VAE")
     p.add_argument("--steps", type=int, help="stop after this many steps (total)")
@@ -131,6 +135,7 @@ def _train_prior_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=128, help="grids per step [default: 128]")
     p.add_argument("--lr", type=float, default=1e-3, dest="learning_rate", help="Adam learning rate [default: 1e-3]")
     p.add_argument("--seed", type=int, default=0, help="seed for weights and data order [default: 0]")
+    p.add_argument("--save-every", type=int, help="save a resumable checkpoint every this many steps [default: 500]")
     p.add_argument("--resume", action="store_true", help="continue the prior run saved in the folder")
 
 
@@ -183,20 +188,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _stop_on_signals() -> threading.Event:
-    """Ctrl-C or SIGTERM asks the loop to stop after the current step (and save)."""
-    stop = threading.Event()
-
-    def handler(signum: int, frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    return stop
-
-
 BAR_FORMAT = "{l_bar}{bar}| {elapsed}<{remaining} {postfix}"
 
 
@@ -227,7 +218,7 @@ def _progress_bar() -> Callable[[TrainEvent], None]:
 
 QUANTIZER_FLAGS = ("num_embeddings", "embedding_dim", "update", "init", "dead_code_steps", "dead_code_usage", "cosine")
 MODEL_FLAGS = ("hidden_channels",)
-TRAIN_FLAGS = ("data", "batch_size", "learning_rate", "seed")
+TRAIN_FLAGS = ("data", "batch_size", "learning_rate", "seed", "save_every")
 
 
 def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
@@ -237,6 +228,10 @@ def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
 def _run_settings(args: argparse.Namespace) -> tuple[VQVAEConfig, TrainConfig]:
     """The preset with the flags given on top; on --resume, the folder's own settings (length may grow)."""
     if args.resume:
+        if not (args.out / CONFIG).is_file():
+            raise VQVAEError(f"{args.out} holds no run to resume ({CONFIG} is missing); start one without --resume")
+        from .checkpoint import load_config
+
         config, train_config, _ = load_config(args.out)
         if train_config is None:
             raise VQVAEError(f"{args.out} has no training settings to resume")
@@ -246,19 +241,38 @@ def _run_settings(args: argparse.Namespace) -> tuple[VQVAEConfig, TrainConfig]:
         model=dataclasses.replace(chosen.vqvae.model, **_given(args, MODEL_FLAGS)),
         quantizer=dataclasses.replace(chosen.vqvae.quantizer, **_given(args, QUANTIZER_FLAGS)),
     )
-    length = {"steps": args.steps, "minutes": args.minutes} if args.steps or args.minutes else {}
-    return config, dataclasses.replace(chosen.train, **_given(args, TRAIN_FLAGS), **length)
+    return config, dataclasses.replace(chosen.train, **_given(args, TRAIN_FLAGS), **_length(args))
+
+
+def _length(args: argparse.Namespace) -> dict:
+    """--steps and --minutes as given (0 and negatives too, for TrainConfig to refuse); {} if neither."""
+    if args.steps is None and args.minutes is None:
+        return {}
+    return {"steps": args.steps, "minutes": args.minutes}
+
+
+def _stopped(stop: SignalStop, saved: str, resume: str) -> int:
+    print(f"stopped by {stop.name}: {saved}. Continue with: {resume}")
+    return stop.exit_status
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-
     config, train_config = _run_settings(args)
-    stop = _stop_on_signals()
-    result = train_vqvae(
-        config, train_config, args.out, resume=args.resume, on_event=_progress_bar(), should_stop=stop.is_set
-    )
-    print(f"saved {result.folder} at step {result.step} ({result.elapsed_s:.0f} s of training)")
+    check_source(train_config.data, train_config.batch_size)
+    from .train import train_vqvae
+
+    with SignalStop() as stop:
+        result = train_vqvae(
+            config, train_config, args.out, resume=args.resume, on_event=_progress_bar(), should_stop=stop
+        )
+    saved = f"saved {result.folder} at step {result.step} ({result.elapsed_s:.0f} s of training)"
+    if stop():
+        return _stopped(stop, saved, f"python -m vqvae train --out {args.out} --resume")
+    print(saved)
     if not args.no_eval:
+        from .analysis import analyse_checkpoint
+        from .evaluate import evaluate_checkpoint
+
         _print_metrics(evaluate_checkpoint(args.out))
         analyse_checkpoint(args.out, with_umap=not args.no_umap)
         print(f"saved the analysis the app shows in {args.out}")
@@ -273,6 +287,7 @@ def _print_metrics(metrics: dict) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(args.checkpoint)
     if args.json:
@@ -283,6 +298,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_analyse(args: argparse.Namespace) -> int:
+    from .analysis import analyse_checkpoint
+
     analysis = analyse_checkpoint(args.checkpoint, with_umap=not args.no_umap)
     projections = " and ".join(analysis.projections)
     print(f"wrote {args.checkpoint / ANALYSIS} ({projections}; {len(analysis.images)} held-out images)")
@@ -290,9 +307,13 @@ def cmd_analyse(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-
     if not 1 <= args.n <= 256:
         raise VQVAEError("--n must be between 1 and 256")
+    from .checkpoint import load_checkpoint
+    from .data import load_split
+    from .evaluate import reconstruction_pairs
+    from .images import grid
+
     loaded = load_checkpoint(args.checkpoint)
     model_config = loaded.config.model
     split = load_split(loaded.train_config.data, model_config.image_size, model_config.in_channels)
@@ -302,33 +323,58 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train_prior(args: argparse.Namespace) -> int:
+def _prior_settings(args: argparse.Namespace) -> TrainConfig:
+    """How the prior trains: the flags (checked before torch loads), or on --resume the folder's own."""
     if args.resume:
-        saved = load_prior_config(args.checkpoint)[1]
+        if not (args.checkpoint / CONFIG).is_file():
+            raise VQVAEError(f"{args.checkpoint} holds no checkpoint ({CONFIG} is missing)")
+        from .checkpoint import read_prior_settings
+
+        saved = read_prior_settings(args.checkpoint)[1]
         if saved is None:
             raise VQVAEError(f"{args.checkpoint} has no prior training settings to resume")
-        train_config = dataclasses.replace(saved, **_given(args, ("steps", "minutes")))
-    else:
-        length = {"steps": args.steps, "minutes": args.minutes} if args.steps or args.minutes else {"minutes": 5.0}
-        data = load_config(args.checkpoint)[1].data
-        train_config = TrainConfig(
-            data=data, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed, **length
-        )
-    settings = _given(args, ("num_layers", "hidden_channels", "dropout"))
-    stop = _stop_on_signals()
-    result = train_prior(
-        args.checkpoint,
-        train_config,
-        conditional=not args.unconditional,
-        settings=settings,
-        resume=args.resume,
-        on_event=_progress_bar(),
-        should_stop=stop.is_set,
+        return dataclasses.replace(saved, **_given(args, ("steps", "minutes")))
+    checked = TrainConfig(
+        data="",
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        **_given(args, ("save_every",)),
+        **(_length(args) or {"minutes": 5.0}),
     )
-    print(f"saved the prior in {result.folder} at step {result.step} ({result.elapsed_s:.0f} s of training)")
+    from .checkpoint import load_config
+
+    vqvae_training = load_config(args.checkpoint)[1]
+    if vqvae_training is None:
+        raise VQVAEError(f"{args.checkpoint} does not say what data its VQ-VAE was trained on")
+    return dataclasses.replace(checked, data=vqvae_training.data)
+
+
+def cmd_train_prior(args: argparse.Namespace) -> int:
+    train_config = _prior_settings(args)
+    settings = _given(args, ("num_layers", "hidden_channels", "dropout"))
+    from .checkpoint import load_config
+    from .classifier import load_classifier, train_classifier
+    from .data import load_split
+    from .train import train_prior
+
+    with SignalStop() as stop:
+        result = train_prior(
+            args.checkpoint,
+            train_config,
+            conditional=not args.unconditional,
+            settings=settings,
+            resume=args.resume,
+            on_event=_progress_bar(),
+            should_stop=stop,
+        )
+    saved = f"saved the prior in {result.folder} at step {result.step} ({result.elapsed_s:.0f} s of training)"
+    if stop():
+        return _stopped(stop, saved, f"python -m vqvae train-prior {args.checkpoint} --resume")
+    print(saved)
     config, vqvae_training, extra = load_config(args.checkpoint)
     labelled = bool(extra.get("class_names")) and load_classifier(args.checkpoint) is None
-    if labelled and not stop.is_set():
+    if labelled:
         split = load_split(vqvae_training.data, config.model.image_size, config.model.in_channels)
         print("training the sample-scoring classifier on the train split ...")
         train_classifier(args.checkpoint, split)
@@ -338,6 +384,12 @@ def cmd_train_prior(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     if not 1 <= args.n <= 1024:
         raise VQVAEError("--n must be between 1 and 1024")
+    import torch
+
+    from .checkpoint import load_checkpoint, load_codes, load_prior
+    from .images import grid
+    from .prior import UniformPrior, UnigramPrior
+
     loaded = load_checkpoint(args.checkpoint)
     codes = load_codes(args.checkpoint, loaded.config) if args.prior == "unigram" else None
     prior = {
@@ -389,9 +441,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return COMMANDS[args.command](args)
-    except (VQVAEError, ValueError) as error:
+    except (VQVAEError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; a checkpoint folder keeps its last complete save", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

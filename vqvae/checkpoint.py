@@ -9,16 +9,15 @@
     prior.safetensors     the learned prior; prior_train_state / prior_history as above
 
 Weights are safetensors and settings JSON, so loading a folder can never run code.
-Every file is written atomically (temp file in the same folder, fsync, os.replace),
-so a crash leaves either the old file or the new one, never half of one.
+Every file is written atomically (atomic.py: temp file in the same folder, fsync,
+os.replace, fsync the folder), so a crash leaves either the old file or the new one,
+never half of one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import torch
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
+from .atomic import atomic_write_bytes, atomic_write_json
 from .config import (
     PriorConfig,
     TrainConfig,
@@ -48,32 +48,7 @@ MAX_FILE_BYTES = 2 * 1024**3
 MAX_JSON_BYTES = 64 * 1024**2  # config, history and metrics; the shipped history.json is 0.5 MB
 MAX_HEADER_BYTES = 8 * 1024**2  # a safetensors header lists names, dtypes, shapes: a few KB here
 PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # a pickle (protocol >= 2), or torch.save's zip of pickles
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write data to path so that readers see the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, allow_nan=False) + "\n").encode())
+HEADER_START = b"{"  # a safetensors header is a JSON object: byte 8 is always "{"
 
 
 def _checked_file(path: Path, limit: int) -> int:
@@ -114,9 +89,11 @@ def read_header(path: Path) -> dict[str, Any]:
     little-endian length, then that many bytes of JSON, within MAX_HEADER_BYTES and the file."""
     size = _checked_file(path, MAX_FILE_BYTES)
     with open(path, "rb") as f:
-        prefix = f.read(8)
-        if prefix.startswith(PICKLE_MAGIC):
+        prefix = f.read(9)
+        # a header length of 128 + 256 n also starts with 0x80: only "{" after it tells the two apart
+        if prefix.startswith(PICKLE_MAGIC) and prefix[8:] != HEADER_START:
             raise CheckpointError(f"{path} is a pickle (torch.save) file, which could run code; only safetensors load")
+        prefix = prefix[:8]
         if len(prefix) < 8:
             raise CheckpointError(f"{path} is not a valid safetensors file: {size} bytes, too short for a header")
         length = int.from_bytes(prefix, "little")
@@ -127,6 +104,7 @@ def read_header(path: Path) -> dict[str, Any]:
             )
         if length > size - 8:
             raise CheckpointError(f"{path} is truncated: its header claims {length:,} bytes of a {size:,}-byte file")
+        f.seek(8)
         try:
             header = json.loads(f.read(length), parse_constant=_no_constant)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
@@ -267,6 +245,8 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
         step, train_time_s = int(metadata.get("step", 0)), float(metadata.get("elapsed_s", 0.0))
     except ValueError as error:
         raise CheckpointError(f"{folder / WEIGHTS} has bad metadata: {error}") from error
+    if "step" in metadata:  # a save interrupted between history.json and the weights leaves it ahead
+        history = [row for row in history if not (isinstance(row.get("step"), int) and row["step"] > step)]
     return Checkpoint(folder, config, train, model, history, metrics, extra, step, train_time_s)
 
 
@@ -302,6 +282,11 @@ class TrainState:
     step: int
     elapsed_s: float
     rng_state: torch.Tensor  # torch's global generator: codebook init and restarts draw from it
+    # the history row being gathered (steps since the last log, their summed scalars, the task's
+    # window tensors such as code counts), so a resume between two logs writes the same row
+    window_steps: int = 0
+    window_sums: dict[str, float] = field(default_factory=dict)
+    window_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def save_train_state(
@@ -310,11 +295,13 @@ def save_train_state(
     optim_tensors, optim_rest = _optimizer_tensors(optimizer)
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | optim_tensors
     tensors["rng.torch"] = state.rng_state
+    tensors |= {f"window.{k}": v for k, v in state.window_tensors.items()}
     metadata = {
         "format_version": str(FORMAT_VERSION),
         "step": str(state.step),
         "elapsed_s": repr(state.elapsed_s),
         "optimizer": json.dumps(optim_rest),
+        "window": json.dumps({"steps": state.window_steps, "sums": state.window_sums}),
     }
     write_tensors(Path(folder) / name, tensors, metadata)
 
@@ -333,8 +320,14 @@ def load_train_state(
         )
         model.load_state_dict(model_tensors)
         optimizer.load_state_dict(optim_state)
-        return TrainState(int(metadata["step"]), float(metadata["elapsed_s"]), tensors["rng.torch"])
-    except (KeyError, ValueError, TypeError, RuntimeError) as error:
+        window = json.loads(metadata.get("window", '{"steps": 0, "sums": {}}'))  # absent before it was saved
+        sums = {str(k): float(v) for k, v in window["sums"].items()}
+        window_tensors = {k[len("window.") :]: v for k, v in tensors.items() if k.startswith("window.")}
+        return TrainState(
+            int(metadata["step"]), float(metadata["elapsed_s"]), tensors["rng.torch"],
+            int(window["steps"]), sums, window_tensors,
+        )  # fmt: skip
+    except (KeyError, ValueError, TypeError, AttributeError, RuntimeError) as error:
         raise CheckpointError(f"{path} cannot be resumed from: {error}") from error
 
 
@@ -449,8 +442,16 @@ def check_prior_matches(prior: PriorConfig, config: VQVAEConfig, source: Path) -
 def load_prior_config(folder: str | Path) -> tuple[PriorConfig, TrainConfig | None]:
     """The prior's settings and how it was trained, checked against the folder's VQ-VAE."""
     folder = Path(folder)
+    if not (folder / PRIOR).exists():
+        raise CheckpointError(f"{folder} has no learned prior; train one with `python -m vqvae train-prior {folder}`")
+    return read_prior_settings(folder)
+
+
+def read_prior_settings(folder: str | Path) -> tuple[PriorConfig, TrainConfig | None]:
+    """The prior settings config.json records, saved before the prior's first weights are."""
+    folder = Path(folder)
     raw = read_config(folder)
-    if "prior" not in raw or not (folder / PRIOR).exists():
+    if "prior" not in raw:
         raise CheckpointError(f"{folder} has no learned prior; train one with `python -m vqvae train-prior {folder}`")
     try:
         prior_config = prior_config_from_dict(raw["prior"])

@@ -51,6 +51,7 @@ class Classifier(nn.Module):
 
 
 class ClassifierTask(Task):
+    weights_file = WEIGHTS
     state_file = STATE
     history_file = HISTORY
 
@@ -69,7 +70,7 @@ class ClassifierTask(Task):
         return loss, {"loss": loss.item()}
 
     def save_weights(self, folder: Path, step: int, elapsed_s: float) -> None:
-        ckpt.write_tensors(folder / WEIGHTS, self.model.state_dict(), {"step": str(step)})
+        ckpt.write_tensors(folder / self.weights_file, self.model.state_dict(), {"step": str(step)})
 
 
 def train_classifier(folder: Path, split: Split, steps: int = 1500, seed: int = 0) -> Classifier:

@@ -160,6 +160,7 @@ class TrainConfig:
             "learning_rate must be a finite number in (0, 1]",
         )
         _check(0 <= self.augment_shift <= 16, "augment_shift must be between 0 and 16 pixels")
+        _check(0 <= self.seed < 2**31, "seed must be between 0 and 2^31 - 1")
         _check(self.log_every >= 1, "log_every must be >= 1")
         _check(self.save_every >= 1, "save_every must be >= 1")
 

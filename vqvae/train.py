@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from . import checkpoint as ckpt
+from .atomic import remove_stale_temp_files
 from .codes import extract_codes
 from .config import PriorConfig, TrainConfig, VQVAEConfig, to_dict
 from .data import Split, load_split, random_shift
@@ -53,6 +54,7 @@ class Task:
     """What the loop trains: a model, its batches and its loss, and the files it saves to."""
 
     model: torch.nn.Module
+    weights_file: str = ckpt.WEIGHTS
     state_file: str = ckpt.TRAIN_STATE
     history_file: str = ckpt.HISTORY
 
@@ -66,6 +68,13 @@ class Task:
     def window_metrics(self) -> dict[str, float]:
         """Metrics over the steps since the last log (e.g. codes used); resets the window."""
         return {}
+
+    def window_tensors(self) -> dict[str, torch.Tensor]:
+        """What window_metrics has gathered so far, saved so that a resume logs the same row."""
+        return {}
+
+    def load_window_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        pass
 
     def save_weights(self, folder: Path, step: int, elapsed_s: float) -> None:
         raise NotImplementedError
@@ -115,6 +124,12 @@ def learning_rate(config: TrainConfig, done: float) -> float:
     return config.learning_rate * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
 
 
+def gradient_norm(model: torch.nn.Module) -> torch.Tensor:
+    """The l2 norm of all gradients together: finite exactly when every gradient is."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+
+
 def train_loop(
     task: Task,
     config: TrainConfig,
@@ -128,24 +143,45 @@ def train_loop(
     emit = on_event or (lambda event: None)
     optimizer = torch.optim.Adam(task.model.parameters(), lr=config.learning_rate)
     step, elapsed, history = 0, 0.0, []
+    sums: dict[str, float] = {}
+    window_steps = 0
     if resume:
         state = ckpt.load_train_state(folder, task.model, optimizer, task.state_file)
         torch.set_rng_state(state.rng_state)
         step, elapsed = state.step, state.elapsed_s
+        sums, window_steps = state.window_sums, state.window_steps
+        task.load_window_tensors(state.window_tensors)
         if (folder / task.history_file).exists():
             history = [row for row in ckpt.read_json(folder / task.history_file) if row["step"] <= step]
+    remove_stale_temp_files(folder, (task.weights_file, task.history_file, task.state_file, ckpt.CONFIG))
     task.model.train()
-    sums: dict[str, float] = {}
-    window_steps = 0
     start = time.perf_counter() - elapsed
     emit(TrainEvent("start", step, config.steps, elapsed, progress(step, elapsed, config)))
 
     def save() -> None:
-        state = ckpt.TrainState(step, time.perf_counter() - start, torch.get_rng_state())
-        ckpt.save_train_state(folder, task.model, optimizer, state, task.state_file)
-        task.save_weights(folder, step, state.elapsed_s)
-        ckpt.atomic_write_json(folder / task.history_file, history)
+        # History first, weights last. A resume starts from the train state's step, which the history
+        # then always reaches (a kill in here leaves no gap in a resumed history), and a folder never
+        # holds weights without the train state that made them (so with no train state there is
+        # nothing to lose, and a resume starts again from step 0).
+        state = ckpt.TrainState(
+            step, time.perf_counter() - start, torch.get_rng_state(), window_steps, dict(sums), task.window_tensors()
+        )
+        try:
+            ckpt.atomic_write_json(folder / task.history_file, history)
+            ckpt.save_train_state(folder, task.model, optimizer, state, task.state_file)
+            task.save_weights(folder, step, state.elapsed_s)
+        except CheckpointError as error:
+            raise TrainingError(
+                f"training stopped at step {step}, which could not be saved: {error}. "
+                f"A resume continues from the save of step {last_saved}."
+            ) from error
         emit(TrainEvent("save", step, config.steps, state.elapsed_s, progress(step, state.elapsed_s, config)))
+
+    def non_finite(what: str, value: float) -> TrainingError:
+        return TrainingError(
+            f"the {what} became {value} at step {step + 1}; training stopped and the last "
+            f"checkpoint (step {last_saved}) was kept. A lower learning rate may help."
+        )
 
     last_saved = step
     while progress(step, time.perf_counter() - start, config) < 1.0 and not (should_stop and should_stop()):
@@ -154,12 +190,12 @@ def train_loop(
             group["lr"] = lr
         loss, scalars = task.loss(task.batch(step))
         if not bool(torch.isfinite(loss)):
-            raise TrainingError(
-                f"the loss became {loss.item()} at step {step + 1}; training stopped and the last "
-                f"checkpoint (step {last_saved}) was kept. A lower learning rate may help."
-            )
+            raise non_finite("loss", loss.item())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        norm = gradient_norm(task.model)
+        if not bool(torch.isfinite(norm)):  # a finite loss can still back-propagate inf or NaN
+            raise non_finite("gradient norm", norm.item())
         optimizer.step()
         step += 1
         window_steps += 1
@@ -215,6 +251,13 @@ class VQVAETask(Task):
         self.window_counts.zero_()
         return {"codes_used": used, "codes_used_fraction": used / self.model.num_embeddings}
 
+    def window_tensors(self) -> dict[str, torch.Tensor]:
+        return {"counts": self.window_counts}
+
+    def load_window_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        if "counts" in tensors and tensors["counts"].shape == self.window_counts.shape:
+            self.window_counts.copy_(tensors["counts"])
+
     def save_weights(self, folder: Path, step: int, elapsed_s: float) -> None:
         ckpt.save_weights(folder, self.model, step, elapsed_s)
 
@@ -229,11 +272,16 @@ def train_vqvae(
     should_stop: Callable[[], bool] | None = None,
     data: Split | None = None,
 ) -> TrainResult:
-    """Train a VQ-VAE into `folder`; with resume=True continue the run saved there exactly."""
+    """Train a VQ-VAE into `folder`; with resume=True continue the run saved there exactly.
+
+    Everything is checked (settings, data, batch size) before the first file is written. A run
+    killed after its settings were saved but before its first save is resumed from step 0.
+    """
     folder = Path(folder)
     if not resume and (folder / ckpt.CONFIG).exists():
         raise TrainingError(f"{folder} already holds a checkpoint; resume it or choose another folder")
-    if resume and not (folder / ckpt.TRAIN_STATE).exists():
+    saved = (folder / ckpt.TRAIN_STATE).exists()
+    if resume and not saved and (folder / ckpt.WEIGHTS).exists():
         raise CheckpointError(f"{folder} has no {ckpt.TRAIN_STATE} to resume from")
     split = data or load_split(train_config.data, config.model.image_size, config.model.in_channels)
     images = split.train.images
@@ -243,12 +291,17 @@ def train_vqvae(
         if not bool(torch.isfinite(images).all()):
             raise TrainingError("the training images hold NaN or Inf values")
         data_variance = float(images.var()) or 1.0
-        extra = {"data_variance": data_variance, "class_names": split.train.class_names, "train_images": len(images)}
-        ckpt.save_config(folder, config, train_config, extra)
     torch.manual_seed(train_config.seed)
     model = VQVAE(config)
     task = VQVAETask(model, images, train_config, data_variance)
-    result = train_loop(task, train_config, folder, resume=resume, on_event=on_event, should_stop=should_stop)
+    if not resume:
+        extra = {"data_variance": data_variance, "class_names": split.train.class_names, "train_images": len(images)}
+        ckpt.save_config(folder, config, train_config, extra)
+    elif not saved:
+        log.info("%s was stopped before its first save: training it from step 0 with its saved settings", folder)
+    result = train_loop(
+        task, train_config, folder, resume=resume and saved, on_event=on_event, should_stop=should_stop
+    )
     log.info("trained %s to step %d in %.1f s", folder, result.step, result.elapsed_s)
     return result
 
@@ -256,6 +309,7 @@ def train_vqvae(
 class PriorTask(Task):
     """Batches of code grids (with labels) and the prior's negative log-likelihood per latent."""
 
+    weights_file = ckpt.PRIOR
     state_file = ckpt.PRIOR_STATE
     history_file = ckpt.PRIOR_HISTORY
 
@@ -279,11 +333,15 @@ class PriorTask(Task):
         ckpt.save_prior(folder, self.model, step, elapsed_s, codebook=self.codebook)
 
 
-def prepare_codes(folder: Path, codebook: str, shifted_copies: int = 4) -> ckpt.Codes:
+SHIFTED_COPIES = 4  # translated copies of the train split among the prior's grids, if the VQ-VAE trained shifted
+
+
+def prepare_codes(folder: Path, codebook: str, shifted_copies: int = SHIFTED_COPIES) -> ckpt.Codes:
     """The folder's code grids, extracted from its VQ-VAE (codebook: its fingerprint) and saved the
     first time they are asked for."""
     if (folder / ckpt.CODES).exists():
         return ckpt.load_codes(folder, ckpt.load_config(folder)[0], codebook=codebook)
+    remove_stale_temp_files(folder, (ckpt.CODES,))
     loaded = ckpt.load_checkpoint(folder)
     model_config = loaded.config.model
     split = load_split(loaded.train_config.data, model_config.image_size, model_config.in_channels)
@@ -291,6 +349,15 @@ def prepare_codes(folder: Path, codebook: str, shifted_copies: int = 4) -> ckpt.
     codes = extract_codes(loaded.model, split, shifted_copies if shift else 0, shift, loaded.train_config.seed)
     ckpt.save_codes(folder, codes, codebook=codebook)
     return codes
+
+
+def grid_count(extra: dict[str, Any], training: TrainConfig | None) -> int:
+    """How many training grids prepare_codes extracts: the train split and its shifted copies (0: unknown)."""
+    copies = SHIFTED_COPIES if training is not None and training.augment_shift else 0
+    return int(extra.get("train_images", 0)) * (1 + copies)
+
+
+UNLABELLED = "a class-conditional prior needs labelled data; train it unconditional instead"
 
 
 def train_prior(
@@ -306,27 +373,39 @@ def train_prior(
     """Fit the gated PixelCNN prior to the code grids of a trained VQ-VAE folder.
 
     settings: PriorConfig fields beyond K and the grid (e.g. hidden_channels); on resume
-    the folder's own prior settings are used.
+    the folder's own prior settings are used. As for the VQ-VAE, everything is checked before
+    config.json gains the prior's settings, and a resume before the first save starts at step 0.
     """
     folder = Path(folder)
-    config, _, extra = ckpt.load_config(folder)
-    codebook = ckpt.folder_codebook(folder)
-    codes = prepare_codes(folder, codebook)
+    config, vqvae_training, extra = ckpt.load_config(folder)
+    grids = grid_count(extra, vqvae_training)
+    if train_config.batch_size > grids > 0:  # said before the grids are extracted and saved
+        raise TrainingError(f"batch size {train_config.batch_size} is larger than the {grids} code grids to train on")
+    saved = (folder / ckpt.PRIOR_STATE).exists()
     if resume:
-        if not (folder / ckpt.PRIOR_STATE).exists():
+        if not saved and (folder / ckpt.PRIOR).exists():
             raise CheckpointError(f"{folder} has no {ckpt.PRIOR_STATE} to resume from")
-        prior_config, _ = ckpt.load_prior_config(folder)
+        prior_config, _ = ckpt.read_prior_settings(folder)
     else:
         if (folder / ckpt.PRIOR).exists():
             raise TrainingError(f"{folder} already has a learned prior; resume it, or delete {ckpt.PRIOR} first")
         classes = len(extra.get("class_names") or []) if conditional else 0
-        if conditional and (classes == 0 or int(codes.train_labels.min()) < 0):
-            raise TrainingError("a class-conditional prior needs labelled data; train it unconditional instead")
+        if conditional and classes == 0:
+            raise TrainingError(UNLABELLED)
         h, w = config.latent_shape
         prior_config = PriorConfig(config.quantizer.num_embeddings, h, w, classes, **(settings or {}))
-        ckpt.update_config(folder, prior=to_dict(prior_config), prior_train=to_dict(train_config))
+    codebook = ckpt.folder_codebook(folder)
+    codes = prepare_codes(folder, codebook)
+    if prior_config.num_classes and int(codes.train_labels.min()) < 0:
+        raise TrainingError(UNLABELLED)
     torch.manual_seed(train_config.seed)
     prior = GatedPixelCNN(prior_config)
     labels = codes.train_labels if prior_config.num_classes else None
     task = PriorTask(prior, codes.train, labels, train_config, codebook)
-    return train_loop(task, train_config, folder, resume=resume, on_event=on_event, should_stop=should_stop)
+    if not resume:
+        ckpt.update_config(folder, prior=to_dict(prior_config), prior_train=to_dict(train_config))
+    elif not saved:
+        log.info("the prior in %s was stopped before its first save: training it from step 0", folder)
+    return train_loop(
+        task, train_config, folder, resume=resume and saved, on_event=on_event, should_stop=should_stop
+    )
