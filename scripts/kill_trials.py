@@ -188,7 +188,7 @@ class Reference:
     history: list[dict]
     first_write_s: float  # from the start of the process
     end_s: float
-    writes: int  # temp files seen to appear: about one per file written
+    writes: int  # temp files seen to appear, about one per file written (0: not watched)
 
 
 def listing(folder: Path) -> set[str]:
@@ -222,16 +222,19 @@ def wait_for_writes(process: subprocess.Popen, folder: Path, count: float) -> in
     return seen
 
 
-def reference_run(run: VQVAERun | PriorRun, folder: Path) -> Reference:
+def reference_run(run: VQVAERun | PriorRun, folder: Path, count_writes: bool) -> Reference:
+    """The uninterrupted run. count_writes: watch its writes as --at-writes trials do (which slows it)."""
     run.prepare(folder)
+    log = folder.parent / f"{folder.name}.log"
     started = time.monotonic()
-    process = subprocess.Popen(run.start(folder), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    first_write = wait_for_first_write(process, folder, listing(folder))
-    writes = 1 + wait_for_writes(process, folder, float("inf"))
-    process.wait(timeout=COMMAND_TIMEOUT_S)
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(run.start(folder), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
+        first_write = wait_for_first_write(process, folder, listing(folder))
+        writes = 1 + wait_for_writes(process, folder, float("inf")) if count_writes else 0
+        process.wait(timeout=COMMAND_TIMEOUT_S)
     end = time.monotonic() - started
     if process.returncode != 0:
-        raise RuntimeError(f"the reference run failed: {process.stderr.read().decode()[-2000:]}")
+        raise RuntimeError(f"the reference run failed: {log.read_text()[-2000:]}")
     return Reference(
         tensors(folder / run.weights), tensors(folder / run.state), history_rows(folder / run.history),
         first_write, end, writes,
@@ -404,7 +407,7 @@ def run_trials(
             runs["train-prior"] = PriorRun(make_prior_base(scratch / "prior-base", data))
         for kind in kinds:
             run = runs[kind]
-            reference = reference_run(run, scratch / f"{kind}-reference")
+            reference = reference_run(run, scratch / f"{kind}-reference", at_writes)
             window = reference.end_s - reference.first_write_s
             report.windows_s[kind] = [round(reference.first_write_s, 3), round(window, 3)]
             report.writes[kind] = reference.writes
