@@ -17,13 +17,20 @@ for name, value in {
     "HF_HUB_OFFLINE": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "GRADIO_TEMP_DIR": str(ROOT / ".gradio"),
+    # Gradio's queue keeps a record of the last 10,000 calls for its monitoring page (off here) and
+    # sums them up with pandas after every call: 17 ms of CPU per call once full, and memory that
+    # grows with use. One record, never summed.
+    "GRADIO_ANALYTICS_MAX_EVENTS": "1",
+    "GRADIO_ANALYTICS_CACHE_FREQUENCY": str(2**62),
 }.items():
     os.environ.setdefault(name, value)
 
 import gradio as gr  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
 from pages import atlas, codes, reconstruct, sampling, training, usage  # noqa: E402
 from pages.common import Shared, explorers  # noqa: E402
+from pages.guards import BodyLimit, QueueDoor  # noqa: E402
 from vqvae.catalog import Catalog  # noqa: E402
 from vqvae.runs import RunManager  # noqa: E402
 
@@ -38,6 +45,20 @@ PAGES = {
 DEFAULT_CHECKPOINT = "checkpoints/mnist"
 STATIC = ROOT / "pages" / "static"
 THREADS_PER_REQUEST = 1
+CALLS_AT_ONCE = 2  # model calls run together: the machine's two cores
+QUEUE_SIZE = 64  # calls waiting beyond those; one more is refused at once ("queue full")
+MAX_FILE_MB = 16  # an upload; a 28x28 model needs far less, but a phone photo is a few MB
+# The largest request the pages send is an upload: one file plus its form fields. Every other call
+# is a few KB of JSON (pictures travel as uploaded files, by name), so 1 MiB is far above any of
+# them and far below an inline image big enough to hurt; bigger bodies are refused unread.
+BODY_CAP = 2**20
+BODY_CAPS = {"/gradio_api/upload": (MAX_FILE_MB + 1) * 2**20}
+# Gradio keeps, per session (a browser tab, an API client), a copy of every component's settings
+# and last values, about 0.5 MB here, until the session is among the least recently used beyond
+# this many: memory stops growing with visitors there. A class fits; a visitor forgotten and back
+# again re-runs a reconstruction before an edit (and is told so).
+SESSIONS = 100
+JOINS = ("/gradio_api/queue/join", "/gradio_api/call/")  # the POSTs that put a call in the queue
 
 
 def build_app(
@@ -80,20 +101,35 @@ def build_app(
 
 def launch(demo: gr.Blocks, host: str, port: int, block: bool = True) -> None:
     """Serve the app: a bounded queue, two requests at a time (the machine's two cores), our styles."""
-    demo.queue(default_concurrency_limit=2, max_size=64).launch(
+    # api_open=False: /gradio_api/run/NAME would otherwise run a call at once, past the queue and its limits
+    demo.queue(default_concurrency_limit=CALLS_AT_ONCE, max_size=QUEUE_SIZE, api_open=False).launch(
         server_name=host,
         server_port=port,
         css_paths=[STATIC / "app.css"],
         js=(STATIC / "app.js").read_text(),
         theme=gr.themes.Soft(),
         show_error=False,
-        max_file_size="16mb",
+        max_file_size=f"{MAX_FILE_MB}mb",
+        state_session_capacity=SESSIONS,
         enable_monitoring=False,  # else /monitoring/summary shows anyone the events' timings
         ssl_verify=False,  # only for launch's request to itself over plain http; checking it loads the CA bundle
+        app_kwargs={"middleware": guards(demo)},
         prevent_thread_lock=True,
     )
     if block:
         demo.block_thread()
+
+
+def guards(demo: gr.Blocks) -> list[Middleware]:
+    """What answers a request before Gradio reads it: a full queue, a body over its cap (pages/guards.py)."""
+
+    def waiting() -> int:
+        return len(demo._queue)  # what Gradio compares with max_size as a call joins
+
+    return [  # the first is outermost: a join's body is capped before the door reads it
+        Middleware(BodyLimit, default=BODY_CAP, caps=BODY_CAPS),
+        Middleware(QueueDoor, waiting=waiting, size=QUEUE_SIZE, joins=JOINS),
+    ]
 
 
 def warm_up(folder: Path) -> None:

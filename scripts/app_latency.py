@@ -42,8 +42,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(port: int) -> tuple[subprocess.Popen, float]:
-    env = os.environ | {"GRADIO_TEMP_DIR": tempfile.mkdtemp(prefix="vqvae-app-")}
+def start_app(port: int, temp: Path | None = None) -> tuple[subprocess.Popen, float]:
+    """`python app.py` on `port`, its Gradio temp folder `temp` (a new one if None); returns once it serves."""
+    env = os.environ | {"GRADIO_TEMP_DIR": str(temp or tempfile.mkdtemp(prefix="vqvae-app-"))}
     start = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
@@ -87,6 +88,49 @@ def peak_memory_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def serial_calls(client, port: int, repeats: int, names: list[str]) -> dict:
+    """Each endpoint in `names`, `repeats` calls one at a time: through gradio_client, then (but the
+    edit, which needs a session's state) over the plain HTTP API."""
+    import httpx
+
+    results = {}
+    for name in names:
+        endpoint, arguments = CALLS[name]
+        if endpoint == "/edit_code":
+            client.predict(CHECKPOINT, 1, api_name="/reconstruct_heldout")
+        times = []
+        for i in range(repeats):
+            start = time.perf_counter()
+            client.predict(*arguments(i + 1), api_name=endpoint)
+            times.append(time.perf_counter() - start)
+        results[name] = summary(times)
+        if endpoint == "/edit_code":
+            continue
+        with httpx.Client(timeout=60) as http:
+            base = f"http://127.0.0.1:{port}/"
+            times = []
+            for i in range(repeats):
+                start = time.perf_counter()
+                http_call(http, base, endpoint, arguments(i + 1))
+                times.append(time.perf_counter() - start)
+        results[name] |= {
+            "http_p50_ms": round(1000 * statistics.median(times), 1),
+            "http_p95_ms": round(1000 * percentile(times, 0.95), 1),
+        }
+    return results
+
+
+def print_serial(results: dict) -> None:
+    for name in CALLS:
+        if name not in results:
+            continue
+        r = results[name]
+        line = f"{name:<22} gradio_client p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms"
+        if "http_p50_ms" in r:
+            line += f"   HTTP API p50 {r['http_p50_ms']:7.1f} ms  p95 {r['http_p95_ms']:7.1f} ms"
+        print(line)
 
 
 def concurrent_calls(client_class, port: int, clients: int, rounds: int) -> dict:
@@ -149,7 +193,6 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="calls per endpoint per simultaneous client")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    import httpx
     from gradio_client import Client
 
     port = free_port()
@@ -159,28 +202,7 @@ def main() -> None:
         client = connect(Client, port)
         client.predict(CHECKPOINT, 0, api_name="/reconstruct_heldout")  # waits for the checkpoint's loading
         results = {"cold_start_s": round(cold_start_s, 3), "first_answer_s": round(time.perf_counter() - began, 3)}
-        for name, (endpoint, arguments) in CALLS.items():
-            if endpoint == "/edit_code":
-                client.predict(CHECKPOINT, 1, api_name="/reconstruct_heldout")
-            times = []
-            for i in range(args.repeats):
-                start = time.perf_counter()
-                client.predict(*arguments(i + 1), api_name=endpoint)
-                times.append(time.perf_counter() - start)
-            results[name] = summary(times)
-            if endpoint == "/edit_code":
-                continue
-            with httpx.Client(timeout=60) as http:
-                base = f"http://127.0.0.1:{port}/"
-                times = []
-                for i in range(args.repeats):
-                    start = time.perf_counter()
-                    http_call(http, base, endpoint, arguments(i + 1))
-                    times.append(time.perf_counter() - start)
-            results[name] |= {
-                "http_p50_ms": round(1000 * statistics.median(times), 1),
-                "http_p95_ms": round(1000 * percentile(times, 0.95), 1),
-            }
+        results |= serial_calls(client, port, args.repeats, list(CALLS))
         if args.clients:
             results["concurrent"] = concurrent_calls(Client, port, args.clients, args.rounds)
         results["peak_memory_mb"] = round(peak_memory_mb(process.pid), 1)
@@ -192,12 +214,7 @@ def main() -> None:
     else:
         print(f"cold start to first served page: {results['cold_start_s']:.2f} s")
         print(f"first answer (a reconstruction, the checkpoint loaded): {results['first_answer_s']:.2f} s")
-        for name in CALLS:
-            r = results[name]
-            line = f"{name:<22} gradio_client p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms"
-            if "http_p50_ms" in r:
-                line += f"   HTTP API p50 {r['http_p50_ms']:7.1f} ms  p95 {r['http_p95_ms']:7.1f} ms"
-            print(line)
+        print_serial(results)
         if "concurrent" in results:
             c = results["concurrent"]
             print(

@@ -1,56 +1,89 @@
 """Load test on loopback: many clients at once doing reconstruct and sample, bounded and self-ending.
 
 Launches `python app.py` on a free port of 127.0.0.1, then for each crowd size starts that many
-gradio_client clients together; each makes `--calls` calls, alternating a held-out reconstruction
-and 16 samples from the three priors. Every call either answers, or is refused by the bounded
-queue ("queue full"); anything else (an error reply, a 500, a timeout) is counted as a failure.
-Reports, per crowd: answered, refused, failed, throughput, p50/p95 of the answers, p95 of the
-refusals, and the server's peak memory.
+clients together; each makes `--calls` calls, alternating a held-out reconstruction and 16
+samples from the three priors. Every call either answers, or is refused by the bounded queue
+(503, "queue full"); anything else (an error reply, a 500, a timeout) is counted as a failure.
 
-    python scripts/load_test.py [--clients 25 100] [--calls 4] [--json]
+Two kinds of crowd (`--kind`):
+  http    the clients are coroutines on one event loop speaking the queue's protocol
+          (queue_client.py): next to no client work, so the times are the server's.
+  gradio  one gradio_client Client per thread, as a Python user would: its times include the
+          client's own work, which on a small machine competes with the server for the cores.
+Reports, per crowd: answered, refused, failed, the join's HTTP statuses, throughput, p50/p95 of
+the answers and of the refusals (whole calls, as the client met them; for http also the
+server's own time, from the join sent to its answer), and one call's time once the crowd has
+gone (the server recovered); then the server's peak memory.
+
+    python scripts/load_test.py [--clients 25 100] [--calls 4] [--kind http gradio] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import threading
 import time
+from collections import Counter
 
+import httpx
 from app_latency import CHECKPOINT, connect, free_port, peak_memory_mb, start_app, summary
+from queue_client import CALL_TIMEOUT_S, Outcome, call, endpoints, new_session
 
 WORK = (
-    ("reconstruct", "/reconstruct_heldout", lambda i: (CHECKPOINT, i % 500)),
-    ("sample 16 (3 priors)", "/sample", lambda i: (CHECKPOINT, str(i % 10), 1.0, 16, i)),
+    ("/reconstruct_heldout", lambda i: [CHECKPOINT, i % 500]),
+    ("/sample", lambda i: [CHECKPOINT, str(i % 10), 1.0, 16, i]),
 )
-CALL_TIMEOUT_S = 120  # a call still unanswered after this is a failure, and the run ends anyway
 
 
-def crowd(client_class, port: int, clients: int, calls: int) -> dict:
-    connected = [connect(client_class, port) for _ in range(clients)]
-    answered: list[float] = []
-    refused: list[float] = []
-    failures: list[str] = []
+def http_crowd(base: str, clients: int, calls: int) -> tuple[list[Outcome], float]:
+    fn = endpoints(base)
+
+    async def client(number: int, start: asyncio.Event) -> list[Outcome]:
+        session, outcomes = new_session(), []
+        async with httpx.AsyncClient() as http:  # its own connections, as each browser has
+            await start.wait()
+            for i in range(calls):
+                endpoint, arguments = WORK[(number + i) % len(WORK)]
+                outcomes.append(await call(http, base, fn[endpoint], arguments(1000 * number + i), session))
+        return outcomes
+
+    async def crowd() -> tuple[list[Outcome], float]:
+        start = asyncio.Event()
+        tasks = [asyncio.create_task(client(n, start)) for n in range(clients)]
+        await asyncio.sleep(0.1)  # every client waiting at the start line
+        began = time.perf_counter()
+        start.set()
+        done = await asyncio.gather(*tasks)
+        return [o for outcomes in done for o in outcomes], time.perf_counter() - began
+
+    return asyncio.run(crowd())
+
+
+def gradio_crowd(port: int, clients: int, calls: int) -> tuple[list[Outcome], float]:
+    from gradio_client import Client
+
+    connected = [connect(Client, port) for _ in range(clients)]
+    outcomes: list[Outcome] = []
     lock = threading.Lock()
     start_together = threading.Barrier(clients)
 
     def work(number: int, client) -> None:
         start_together.wait()
         for i in range(calls):
-            _, endpoint, arguments = WORK[(number + i) % len(WORK)]
+            endpoint, arguments = WORK[(number + i) % len(WORK)]
             start = time.perf_counter()
-            job = client.submit(*arguments(1000 * number + i), api_name=endpoint)
             try:
-                job.result(timeout=CALL_TIMEOUT_S)
-                outcome, note = answered, None
+                client.submit(*arguments(1000 * number + i), api_name=endpoint).result(timeout=CALL_TIMEOUT_S)
+                outcome = Outcome("answered", time.perf_counter() - start, 200)
             except Exception as error:
                 text = f"{type(error).__name__}: {error}"
-                outcome, note = (refused, None) if "queue is full" in text.lower() else (failures, text)
+                refused = "queue is full" in text.lower()
+                status = 503 if refused else None  # gradio_client says "queue is full" for a 503 only
+                outcome = Outcome("refused" if refused else "failed", time.perf_counter() - start, status, text)
             with lock:
-                if note is None:
-                    outcome.append(time.perf_counter() - start)
-                else:
-                    failures.append(note)
+                outcomes.append(outcome)
 
     threads = [threading.Thread(target=work, args=(i, c), daemon=True) for i, c in enumerate(connected)]
     began = time.perf_counter()
@@ -61,34 +94,60 @@ def crowd(client_class, port: int, clients: int, calls: int) -> dict:
     wall = time.perf_counter() - began
     for client in connected:
         client.close()
+    return outcomes, wall
+
+
+def report(kind: str, clients: int, outcomes: list[Outcome], wall: float, after: Outcome) -> dict:
+    by_kind = {k: [o.seconds for o in outcomes if o.kind == k] for k in ("answered", "refused", "failed")}
+    refusals = by_kind["refused"]
     return {
+        "kind": kind,
         "clients": clients,
-        "calls": clients * calls,
-        "answered": len(answered),
-        "refused": len(refused),
-        "failed": len(failures),
-        "failure_examples": failures[:3],
-        "answers_per_s": round(len(answered) / wall, 1),
+        "calls": len(outcomes),
+        "answered": len(by_kind["answered"]),
+        "refused": len(refusals),
+        "failed": len(by_kind["failed"]),
+        "statuses": dict(Counter(str(o.status) for o in outcomes if o.status is not None)),
+        "failure_examples": [o.note for o in outcomes if o.kind == "failed"][:3],
+        "answers_per_s": round(len(by_kind["answered"]) / wall, 1),
         "wall_s": round(wall, 1),
-        "answers": summary(answered),
-        "refusals": summary(refused),
+        "answers": summary(by_kind["answered"]),
+        "refusals": summary(refusals) | ({"max_ms": round(1000 * max(refusals), 1)} if refusals else {}),
+        "refusals_at_server": summary([o.join_seconds for o in outcomes if o.kind == "refused" and o.join_seconds]),
+        "after_ms": round(1000 * after.seconds, 1) if after.kind == "answered" else after.kind,
     }
+
+
+def one_call(base: str) -> Outcome:
+    """A reconstruction on its own, once a crowd has gone: the server is serving again."""
+
+    async def go() -> Outcome:
+        async with httpx.AsyncClient() as http:
+            return await call(http, base, endpoints(base)["/reconstruct_heldout"], [CHECKPOINT, 7], new_session())
+
+    return asyncio.run(go())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[25, 100])
     parser.add_argument("--calls", type=int, default=4, help="calls per client")
+    parser.add_argument("--kind", nargs="+", choices=("http", "gradio"), default=["http", "gradio"])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    from gradio_client import Client
 
     port = free_port()
+    base = f"http://127.0.0.1:{port}/"
     process, _ = start_app(port)
     try:
-        connect(Client, port).predict(CHECKPOINT, 0, api_name="/reconstruct_heldout")  # the checkpoint loaded
-        results = {"crowds": [crowd(Client, port, n, args.calls) for n in args.clients]}
-        results["peak_memory_mb"] = round(peak_memory_mb(process.pid), 1)
+        one_call(base)  # the checkpoint loaded
+        crowds = []
+        for kind in args.kind:
+            for n in args.clients:
+                crowd = http_crowd(base, n, args.calls) if kind == "http" else gradio_crowd(port, n, args.calls)
+                outcomes, wall = crowd
+                crowds.append(report(kind, n, outcomes, wall, one_call(base)))
+        results = {"crowds": crowds, "peak_memory_mb": round(peak_memory_mb(process.pid), 1)}
         results["server_alive"] = process.poll() is None
     finally:
         process.terminate()
@@ -99,9 +158,12 @@ def main() -> None:
     for c in results["crowds"]:
         a, r = c["answers"], c["refusals"]
         print(
-            f"{c['clients']:>4} clients x {args.calls} calls: {c['answered']} answered, {c['refused']} refused"
-            f" (queue full), {c['failed']} failed; {c['answers_per_s']} answers/s;"
-            f" answers p50 {a.get('p50_ms')} ms p95 {a.get('p95_ms')} ms; refusals p95 {r.get('p95_ms')} ms"
+            f"{c['kind']:>6} {c['clients']:>4} clients x {args.calls} calls: {c['answered']} answered,"
+            f" {c['refused']} refused (queue full), {c['failed']} failed; statuses {c['statuses']};"
+            f" {c['answers_per_s']} answers/s; answers p50 {a.get('p50_ms')} ms p95 {a.get('p95_ms')} ms;"
+            f" refusals p50 {r.get('p50_ms')} ms p95 {r.get('p95_ms')} ms max {r.get('max_ms')} ms"
+            f" (at the server: {c['refusals_at_server'] or 'not measured'});"
+            f" one call after: {c['after_ms']} ms"
         )
         for example in c["failure_examples"]:
             print(f"     failure: {example}")

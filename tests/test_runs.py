@@ -61,6 +61,8 @@ def test_live_curves_one_run_at_a_time_and_a_stop_that_keeps_the_checkpoint(mana
     first = wait_for(manager, lambda s: len(s.vqvae_history) >= 2)
     assert first.state == "running" and first.phase == "vqvae" and 0 < first.progress < 1
     assert first.step >= 10
+    child = manager._run.process.pid  # trains niced: the app's requests get the cores first
+    assert os.getpriority(os.PRIO_PROCESS, child) > os.getpriority(os.PRIO_PROCESS, 0)
     later = wait_for(manager, lambda s: len(s.vqvae_history) > len(first.vqvae_history))
     assert later.vqvae_history[: len(first.vqvae_history)] == first.vqvae_history
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing
+import os
 import signal
 from collections.abc import Callable
 from multiprocessing.synchronize import Event as StopEvent
@@ -38,6 +39,7 @@ from .train import EventCallback, TrainEvent, train_prior, train_vqvae
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 500  # characters of an unexpected error shown to the user
+TRAINING_NICENESS = 10  # the run yields the CPU to the app's requests (Linux: +10 of 19)
 
 
 class _Reporter:
@@ -123,6 +125,7 @@ def run_job(job: dict[str, Any], queue: multiprocessing.Queue, stop: StopEvent) 
     """The whole run in the spawned process; reports its end on the queue, whatever happens."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the app's terminal ends the app, which ends us
     torch.set_num_threads(1)  # the app's own requests keep a core
+    os.nice(TRAINING_NICENESS)  # and the cores go to a request first when one comes in
     report = _Reporter(queue)
     try:
         report.end(*_pipeline(job, report, stop.is_set))

@@ -1,0 +1,173 @@
+"""Guards in front of the app that refuse a request at the door, cheaply, before Gradio reads it.
+
+BodyLimit: a cap on request bodies, counted as they arrive. A huge body sent straight to the
+API (a JSON call carrying a 200 MB inline image, an upload far past the file cap) is answered
+413 with our message before it is read whole: a body that says its length is refused before a
+byte of it is read, one sent in chunks is cut off as it passes the cap. So the server never
+holds more than the cap of any request, and nothing decodes it.
+
+QueueDoor: a call that would join a full queue is answered 503 at once. Gradio refuses it too,
+but only after FastAPI has validated the call and run its login check on a worker thread, and
+under a crowd those threads and the model's kept the event loop waiting for the GIL: refusals
+took seconds (100 clients at once: p95 2.7 s at the server; at the door, about 0.1 s).
+
+Plain ASGI, no gradio: app.py hands them to the FastAPI app that Gradio builds (launch()'s
+app_kwargs), so they are in place before the server takes its first request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
+
+JOINS_AT_ONCE = 4  # joins Gradio handles at once; each runs its login check on a worker thread
+QUEUE_FULL = "Queue is full: the app is busy, try again in a moment"
+
+
+class BodyTooLarge(Exception):
+    """Raised from the app's receive() when the body passes its cap; the app's own answer is dropped."""
+
+
+class BodyLimit:
+    """Bodies of at most `default` bytes, or `caps[path]` for the paths named there."""
+
+    def __init__(self, app: ASGIApp, default: int, caps: Mapping[str, int] | None = None):
+        self.app = app
+        self.default = default
+        self.caps = dict(caps or {})
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        cap = self.caps.get(scope["path"], self.default)
+        declared = _content_length(scope)
+        if declared is not None and declared > cap:
+            return await _too_large(send, cap)  # nothing read
+        received = 0
+        over = started = False
+
+        async def counted() -> Message:
+            nonlocal received, over
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > cap:
+                    over = True
+                    raise BodyTooLarge
+            return message
+
+        async def guarded(message: Message) -> None:
+            nonlocal started
+            if over:
+                return  # whatever the app makes of a body cut short, the client hears our 413
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, guarded)
+        except Exception:
+            if not over:
+                raise
+        if over and not started:
+            await _too_large(send, cap)
+
+
+class QueueDoor:
+    """POSTs that join the queue (the page's and gradio_client's queue/join, the plain API's
+    call/NAME) are answered 503 while the calls waiting, and those let in but not yet queued,
+    fill `size`; those let in go on to Gradio a few at a time.
+
+    Each join Gradio handles runs its login check on a worker thread, and a crowd arriving at
+    once made a herd of threads that kept the event loop from the GIL: answers to the surplus
+    took seconds. Counting the joins let in matters for the same crowd: every one of its calls
+    finds the queue empty at the door. The body is read before the door (it is capped, and a
+    join's is a few hundred bytes), so a slow sender never holds a place inside.
+    """
+
+    def __init__(self, app: ASGIApp, waiting: Callable[[], int], size: int, joins: tuple[str, ...]):
+        self.app = app
+        self.waiting = waiting  # calls in the queue, not yet running
+        self.size = size
+        self.joins = joins  # paths, or path prefixes ending in "/"
+        self.entering = 0  # let in, not yet answered; one event loop, so no lock
+        self.inside: asyncio.Semaphore | None = None  # made on the server's event loop
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if not (scope["type"] == "http" and scope["method"] == "POST" and self._joins(scope["path"])):
+            return await self.app(scope, receive, send)
+        body = await _whole_body(receive)
+        if body is None:
+            return  # the client left
+        if self.waiting() + self.entering >= self.size:
+            return await answer(send, 503, QUEUE_FULL)
+        self.entering += 1
+        self.inside = self.inside or asyncio.Semaphore(JOINS_AT_ONCE)
+        try:
+            async with self.inside:
+                await self.app(scope, _replay(body, receive), send)
+        finally:
+            self.entering -= 1
+
+    def _joins(self, path: str) -> bool:
+        return any(path == join or (join.endswith("/") and path.startswith(join)) for join in self.joins)
+
+
+async def _whole_body(receive: Receive) -> bytes | None:
+    parts = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """receive() for the app: the body read at the door, then the client's own messages (a disconnect)."""
+    given = False
+
+    async def replayed() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replayed
+
+
+async def answer(send: Send, status: int, detail: str, close: bool = False) -> None:
+    """A short JSON answer in FastAPI's shape ({"detail": ...}, which gradio_client shows)."""
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _too_large(send: Send, cap: int) -> None:
+    """413; the connection closes after it, so the rest of a huge body is not read either."""
+    await answer(send, 413, f"request too large: at most {_size(cap)} here", close=True)
+
+
+def _content_length(scope: dict[str, Any]) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # the server refuses a malformed length itself
+    return None
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n / 2**10:g} KiB"

@@ -1,0 +1,180 @@
+"""The launched app under abuse and overload: huge bodies refused unread, a full queue answered at
+once, no way around the queue, and per-session memory bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import socket
+import time
+import uuid
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+
+import app
+from tests.app_server import SHIPPED
+
+INLINE_IMAGE = b'{"data": ["checkpoints/mnist", {"url": "data:image/png;base64,'
+MIB = 2**20
+
+
+def resident_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def raw_post(url: str, path: str, headers: dict[str, str], chunks) -> tuple[bytes, int, float]:
+    """POST over a bare socket, sending chunks until the server answers or hangs up.
+    Returns (answer, bytes sent, seconds to the answer)."""
+    address = urlparse(url)
+    head = f"POST {path} HTTP/1.1\r\nHost: {address.netloc}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    sent, answer = 0, b""
+    with socket.create_connection((address.hostname, address.port), timeout=20) as s:
+        start = time.perf_counter()
+        s.sendall(head.encode())
+        try:
+            for chunk in chunks:
+                if select.select([s], [], [], 0)[0]:
+                    break  # an answer came: stop sending
+                s.sendall(chunk)
+                sent += len(chunk)
+        except OSError:  # the server hung up on the rest
+            pass
+        try:
+            while chunk := s.recv(65536):
+                answer += chunk
+        except OSError:
+            pass
+        return answer, sent, time.perf_counter() - start
+
+
+def status_and_body(answer: bytes) -> tuple[int, bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def test_a_huge_body_that_gives_its_length_is_refused_before_a_byte_is_read(app_server):
+    declared = 200 * MIB
+    chunks = [INLINE_IMAGE] + [b"A" * MIB] * 8
+    answer, sent, seconds = raw_post(
+        app_server.url,
+        "/gradio_api/queue/join",
+        {"Content-Type": "application/json", "Content-Length": str(declared)},
+        chunks,
+    )
+    status, body = status_and_body(answer)
+    assert status == 413 and b"request too large: at most 1 MiB here" in body
+    assert seconds < 1.0 and sent < 10 * MIB
+
+
+def test_a_huge_chunked_body_is_cut_off_at_the_cap_and_never_held(app_server):
+    chunk = b"A" * MIB
+    framed = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+
+    def body():
+        yield b"%x\r\n%s\r\n" % (len(INLINE_IMAGE), INLINE_IMAGE)
+        for _ in range(100):
+            yield framed
+
+    before = resident_mb()
+    answer, sent, seconds = raw_post(
+        app_server.url,
+        "/gradio_api/queue/join",
+        {"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+        body(),
+    )
+    status, text = status_and_body(answer)
+    assert status == 413 and b"at most 1 MiB" in text
+    assert sent < 32 * MIB and seconds < 5  # 100 MiB was on offer
+    assert resident_mb() - before < 40  # the server held at most its cap of it
+
+
+@pytest.mark.parametrize("path", ["/gradio_api/queue/join", "/gradio_api/call/reconstruct_heldout", "/"])
+def test_an_ordinary_client_sending_a_big_body_hears_our_413(app_server, path):
+    body = INLINE_IMAGE + b"A" * (50 * MIB)
+    response = httpx.post(app_server.url.rstrip("/") + path, content=body, timeout=30)
+    assert response.status_code == 413
+    assert response.json() == {"detail": "request too large: at most 1 MiB here"}
+
+
+def test_uploads_up_to_the_file_cap_still_work_and_bigger_ones_are_refused(app_server):
+    url = app_server.url + "gradio_api/upload"
+    fits = httpx.post(url, files={"files": ("big.png", bytes(15 * MIB))}, timeout=60)
+    assert fits.status_code == 200 and fits.json()[0].endswith("big.png")
+    too_big = httpx.post(url, files={"files": ("huge.png", bytes(20 * MIB))}, timeout=60)
+    assert too_big.status_code == 413 and "at most 17 MiB" in too_big.json()["detail"]
+
+
+def test_no_call_skips_the_queue(app_server):
+    """Gradio's /run/NAME routes run a call at once, past the queue's size and concurrency limits."""
+    for route in ("run", "api"):
+        response = httpx.post(
+            f"{app_server.url}gradio_api/{route}/reconstruct_heldout", json={"data": [SHIPPED, 3]}, timeout=30
+        )
+        assert response.status_code != 200 and "event_id" not in response.text
+
+
+async def _crowd_call(http: httpx.AsyncClient, base: str, fn_index: int, index: int) -> tuple[int, float, bool]:
+    """One held-out reconstruction through the queue: (join status, seconds to the join's answer, answered)."""
+    session = uuid.uuid4().hex[:11]
+    body = {"data": [SHIPPED, index], "fn_index": fn_index, "session_hash": session, "event_data": None}
+    start = time.perf_counter()
+    joined = await http.post(f"{base}gradio_api/queue/join", json=body)
+    seconds = time.perf_counter() - start
+    if joined.status_code != 200:
+        return joined.status_code, seconds, False
+    async with http.stream("GET", f"{base}gradio_api/queue/data", params={"session_hash": session}) as stream:
+        async for line in stream.aiter_lines():
+            if '"process_completed"' in line:
+                return 200, seconds, '"success":true' in line.replace(" ", "")
+    return 200, seconds, False
+
+
+def test_a_crowd_past_the_queue_is_refused_at_once_and_the_rest_answered(app_server):
+    base = app_server.url
+    fn_index = next(d["id"] for d in httpx.get(f"{base}config").json()["dependencies"]
+                    if d.get("api_name") == "reconstruct_heldout")  # fmt: skip
+    crowd = app.QUEUE_SIZE + 30
+
+    async def run():
+        clients = [httpx.AsyncClient(timeout=120) for _ in range(crowd)]
+        try:
+            return await asyncio.gather(*(_crowd_call(c, base, fn_index, i) for i, c in enumerate(clients)))
+        finally:
+            await asyncio.gather(*(c.aclose() for c in clients))
+
+    outcomes = asyncio.run(run())
+    statuses = [status for status, _, _ in outcomes]
+    refusals = [seconds for status, seconds, _ in outcomes if status == 503]
+    assert set(statuses) <= {200, 503}
+    assert len(refusals) >= crowd - app.QUEUE_SIZE - app.CALLS_AT_ONCE  # a few may finish before the last join
+    assert max(refusals) < 1.0  # the door; Gradio alone took seconds
+    assert all(answered for status, _, answered in outcomes if status == 200)
+    one = httpx.post(f"{base}gradio_api/call/reconstruct_heldout", json={"data": [SHIPPED, 1]}, timeout=30)
+    assert one.status_code == 200  # the server serves again
+
+
+def test_sessions_kept_are_bounded(app_server):
+    """Gradio keeps ~0.5 MB per session until it is among the least recently used beyond SESSIONS."""
+    base = app_server.url
+    with httpx.Client(timeout=30) as http:
+        for _ in range(app.SESSIONS + 10):  # each plain API call is a session of its own
+            event = http.post(f"{base}gradio_api/call/training_status", json={"data": []}).json()["event_id"]
+            assert "event: complete" in http.get(f"{base}gradio_api/call/training_status/{event}").text
+    assert len(app_server.demo.server_app.state_holder.session_data) <= app.SESSIONS
+
+
+def test_the_queue_keeps_no_record_of_past_calls(app_server):
+    """Gradio's records for its monitoring page (off here) grew to 10,000 and were summed with pandas
+    after every call."""
+    with httpx.Client(timeout=30) as http:
+        for index in range(3):
+            event = http.post(f"{app_server.url}gradio_api/call/reconstruct_heldout", json={"data": [SHIPPED, index]})
+            http.get(f"{app_server.url}gradio_api/call/reconstruct_heldout/{event.json()['event_id']}")
+    queue = app_server.demo._queue
+    assert len(queue.event_analytics) <= 1 and queue.cached_event_analytics_summary == {"functions": {}}
