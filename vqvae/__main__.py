@@ -386,14 +386,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise VQVAEError("--n must be between 1 and 1024")
     import torch
 
-    from .checkpoint import load_checkpoint, load_codes, load_prior
+    from .checkpoint import codebook_fingerprint, load_checkpoint, load_codes, load_prior
     from .images import grid
     from .prior import UniformPrior, UnigramPrior
 
     loaded = load_checkpoint(args.checkpoint)
-    codes = load_codes(args.checkpoint, loaded.config) if args.prior == "unigram" else None
+    codebook = codebook_fingerprint(loaded.model.quantizer.embedding)  # the weights are read once
+    codes = load_codes(args.checkpoint, loaded.config, codebook=codebook) if args.prior == "unigram" else None
     prior = {
-        "learned": lambda: load_prior(args.checkpoint),
+        "learned": lambda: load_prior(args.checkpoint, codebook=codebook),
         "unigram": lambda: UnigramPrior.fit(codes.train, loaded.model.num_embeddings),
         "uniform": lambda: UniformPrior(loaded.model.num_embeddings, loaded.model.latent_shape),
     }[args.prior]()
