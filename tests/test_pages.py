@@ -61,3 +61,17 @@ def test_the_app_is_built_without_loading_torch(tmp_path):
         cwd=app.ROOT, capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_the_app_imports_gradio_without_its_stub_writer():
+    """Gradio rewrites its type stubs on every import, half of its import time; the app's process skips that
+    step. Should a Gradio upgrade move it, this fails rather than the start quietly slowing down."""
+    script = (
+        "import sys, app, gradio.blocks_events as events, gradio.component_meta as meta, pages.gradio_import as ours; "
+        "skip = ours.skip_stub_writing; "
+        "print(meta.create_or_modify_pyi is skip, events.create_or_modify_pyi is skip, app.gr is sys.modules['gradio'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=app.ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split() == ["True", "True", "True"], done.stdout + done.stderr
