@@ -352,6 +352,28 @@ def test_the_sampler_gives_forwards_logits_at_every_position(changes):
                 sampler.place(i, j, z[:, i, j])
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [dict(), dict(num_classes=3), dict(kernel_size=5), dict(latent_height=1), dict(latent_width=1), dict(num_layers=1)],
+    ids=["3x3", "conditional", "5x5", "one-row", "one-column", "one-layer"],
+)
+def test_log_prob_without_gradients_equals_the_convolutions(changes):
+    """With gradients off, log_prob takes scoring.py's matrix products; it must give forward's numbers, and
+    with gradients on it must still train (the convolutions, which backpropagate)."""
+    model = pixelcnn(**changes).eval()
+    for parameter in model.parameters():  # weights far from their small initial values, biases included
+        torch.nn.init.normal_(parameter, std=0.5)
+    z = codes(4, model.latent_shape)
+    labels = torch.tensor([0, 2, 1, 1]) if model.config.num_classes else None
+    by_convolutions = -F.cross_entropy(model(z, labels), z, reduction="none").sum(dim=(1, 2))
+    with torch.inference_mode():
+        assert torch.allclose(model.log_prob(z, labels), by_convolutions, rtol=1e-5, atol=1e-4)
+    with torch.no_grad():
+        assert torch.allclose(model.log_prob(z, labels), by_convolutions, rtol=1e-5, atol=1e-4)
+    with_gradients = model.log_prob(z, labels)
+    assert with_gradients.requires_grad and torch.allclose(with_gradients, by_convolutions)
+
+
 def test_sample_scored_gives_the_log_prob_of_its_grids():
     model = pixelcnn(num_classes=3)
     labels = torch.tensor([0, 1, 2, 2])

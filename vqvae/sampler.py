@@ -46,11 +46,19 @@ class _LayerMatrices:
     skip: torch.Tensor  # (C + 1, C), transposed, its bias as the last row
 
 
-def _windows_last(conv: torch.nn.Conv2d) -> torch.Tensor:
+def gate_into(features: torch.Tensor, out: torch.Tensor) -> None:
+    """tanh(f) * sigmoid(g) of features [f, g] (N, 2C) into out (N, C), in two calls: tanh of f in
+    place, then GLU (f * sigmoid(g)). On small tensors that is a third of the time of tanh,
+    sigmoid and a product. features' first half is left holding tanh(f)."""
+    features[..., : out.shape[-1]].tanh_()
+    torch.ops.aten.glu.out(features, -1, out=out)
+
+
+def windows_last(conv: torch.nn.Conv2d) -> torch.Tensor:
     return conv.weight.permute(0, 2, 3, 1).flatten(1)  # (O, I, kh, kw) -> (O, kh * kw * I)
 
 
-def _with_label(bias: torch.Tensor, embedding: torch.nn.Embedding | None, labels: torch.Tensor | None) -> torch.Tensor:
+def with_label(bias: torch.Tensor, embedding: torch.nn.Embedding | None, labels: torch.Tensor | None) -> torch.Tensor:
     """bias (2C,) plus the label's learned bias: (n, 1, 2C), or (1, 1, 2C) for an unconditional model."""
     total = bias if embedding is None else bias + embedding(labels)  # (2C,) or (n, 2C)
     return total.reshape(-1, 1, bias.shape[0])
@@ -58,15 +66,15 @@ def _with_label(bias: torch.Tensor, embedding: torch.nn.Embedding | None, labels
 
 def _matrices(layer: GatedLayer, labels: torch.Tensor | None, n: int, width: int) -> _LayerMatrices:
     c = layer.out.in_channels
-    out = torch.cat([_windows_last(layer.out).T, layer.out.bias[None]])  # (C + 1, 2C): residual, then skip
-    horizontal_bias = _with_label(layer.horizontal.bias, layer.label_horizontal, labels).expand(n, width, -1)
+    out = torch.cat([windows_last(layer.out).T, layer.out.bias[None]])  # (C + 1, 2C): residual, then skip
+    horizontal_bias = with_label(layer.horizontal.bias, layer.label_horizontal, labels).expand(n, width, -1)
     return _LayerMatrices(
-        vertical=_windows_last(layer.vertical),
-        vertical_bias=_with_label(layer.vertical.bias, layer.label_vertical, labels),
-        link=_windows_last(layer.vertical_to_horizontal).T.contiguous(),
+        vertical=windows_last(layer.vertical),
+        vertical_bias=with_label(layer.vertical.bias, layer.label_vertical, labels),
+        link=windows_last(layer.vertical_to_horizontal).T.contiguous(),
         first_row_bias=horizontal_bias.reshape(n * width, 2 * c),  # (n, w, 2C) -> (n * w, 2C)
         link_bias=(horizontal_bias + layer.vertical_to_horizontal.bias).reshape(n * width, 2 * c),
-        horizontal=_windows_last(layer.horizontal).T.contiguous(),
+        horizontal=windows_last(layer.horizontal).T.contiguous(),
         residual=out[:, :c].contiguous(),
         skip=out[:, c:].contiguous(),
     )
@@ -106,7 +114,6 @@ class RasterSampler:
         self.every_gate = self.gated.view(n, len(layers) * (c + 1))
         self.skip = torch.cat([m.skip for m in self.matrices])  # (L * (C + 1), C): every skip path, biases too
         self.features = torch.empty(n, 2 * c, device=device)
-        self.tanh, self.sigmoid = torch.empty(n, c, device=device), torch.empty(n, c, device=device)
         self.total, self.hidden = torch.empty(n, c, device=device), torch.empty(n, c, device=device)
         _, hidden, _, out = model.head
         self.head = hidden.weight.flatten(1).T.contiguous(), hidden.bias, out.weight.flatten(1).T.contiguous(), out.bias
@@ -123,23 +130,20 @@ class RasterSampler:
             rows = self.vertical[k][:, i - 1 : i + r, 1 : 1 + w + 2 * r]  # rows i-1-r..i-1, columns -r..w-1+r
             windows = rows.unfold(2, 2 * r + 1, 1).permute(0, 2, 1, 4, 3).flatten(2)  # (n, w, (r+1) * k * C_in)
             features = F.linear(windows, m.vertical) + m.vertical_bias  # (n, w, 2C)
-            f, g = features.chunk(2, dim=-1)
-            if k + 1 < len(self.vertical):
-                self.vertical[k + 1][:, i - 1 + r, self.left : self.left + w] = torch.tanh(f) * torch.sigmoid(g)
             torch.addmm(m.link_bias, features.view(m.link_bias.shape), m.link, out=links)
+            if k + 1 < len(self.vertical):
+                gate_into(features, self.vertical[k + 1][:, i - 1 + r, self.left : self.left + w])
 
     def logits(self, i: int, j: int) -> torch.Tensor:
         """(n, K) logits of p(z_ij | z_<ij, label); keeps each layer's output at (i, j)."""
-        r, c, last = self.reach, self.tanh.shape[1], self.num_layers - 1
+        r, last = self.reach, self.num_layers - 1
         for k, m in enumerate(self.matrices):
             if k == 0:  # the embedded row, shifted right: columns j-1-r..j-1
                 window = self.vertical[0][:, i + r, j : j + r + 1].flatten(1)  # (n, (r+1) * E)
             else:  # the previous layer's output along the row: columns j-r..j
                 window = self.window_at[k - 1][j]  # (n, (r+1) * C)
             torch.addmm(self.link_at[k][j], window, m.horizontal, out=self.features)  # (n, 2C)
-            torch.tanh(self.features[:, :c], out=self.tanh)
-            torch.sigmoid(self.features[:, c:], out=self.sigmoid)
-            torch.mul(self.tanh, self.sigmoid, out=self.gate_of[k])
+            gate_into(self.features, self.gate_of[k])
             if k == last:
                 break
             # the layer's output, the next layer's input; layer 0 has no residual path
