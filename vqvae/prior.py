@@ -60,7 +60,9 @@ def sample_categorical(
     """
     if temperature == 0 or top_k == 1:
         return logits.argmax(dim=1)
-    logits = logits.double() / temperature  # float64, so the running sum reaches its total
+    logits = logits.double()  # float64, so the running sum reaches its total
+    if temperature != 1:
+        logits = logits / temperature
     if top_k is not None and top_k < logits.shape[1]:
         kth = logits.topk(top_k, dim=1).values[:, -1:]  # (N, 1)
         logits = logits.masked_fill(logits < kth, -math.inf)

@@ -159,7 +159,7 @@ class RasterSampler:
     def place(self, i: int, j: int, codes: torch.Tensor) -> None:
         """The codes (n,) int64 now at (i, j), as the layers after this position see them."""
         self.codes[:, i, j] = codes
-        self.vertical[0][:, i + self.reach, j + self.left] = self.model.embedding(codes)
+        self.vertical[0][:, i + self.reach, j + self.left] = F.embedding(codes, self.model.embedding.weight)
 
     def log_prob(self) -> torch.Tensor:
         """(n,) log p(z | label) in nats of the placed codes, from the logits seen at each position."""
