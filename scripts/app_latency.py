@@ -13,6 +13,7 @@ state, so it has no HTTP figure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -23,6 +24,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +42,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(port: int, temp: Path | None = None) -> Iterator[tuple[subprocess.Popen, float]]:
+    """`start_app` for the body of a `with`, the app stopped at its end, however it ends."""
+    process, seconds = start_app(port, temp)
+    try:
+        yield process, seconds
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def start_app(port: int, temp: Path | None = None) -> tuple[subprocess.Popen, float]:
@@ -197,8 +210,7 @@ def main() -> None:
 
     port = free_port()
     began = time.perf_counter()
-    process, cold_start_s = start_app(port)
-    try:
+    with serving(port) as (process, cold_start_s):
         client = connect(Client, port)
         client.predict(CHECKPOINT, 0, api_name="/reconstruct_heldout")  # waits for the checkpoint's loading
         results = {"cold_start_s": round(cold_start_s, 3), "first_answer_s": round(time.perf_counter() - began, 3)}
@@ -206,9 +218,6 @@ def main() -> None:
         if args.clients:
             results["concurrent"] = concurrent_calls(Client, port, args.clients, args.rounds)
         results["peak_memory_mb"] = round(peak_memory_mb(process.pid), 1)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
     if args.json:
         print(json.dumps(results))
     else:

@@ -445,9 +445,7 @@ def main() -> int:
         "--kind", nargs="+", choices=["train", "train-prior"], default=["train"], help="which commands to kill"
     )
     parser.add_argument("--steps", type=int, default=STEPS, help=f"steps of each VQ-VAE run [default: {STEPS}]")
-    parser.add_argument(
-        "--at-writes", action="store_true", help="kill as a temp file appears, not at a random moment"
-    )
+    parser.add_argument("--at-writes", action="store_true", help="kill as a temp file appears, not at a random moment")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     args = parser.parse_args()
     report = run_trials(args.trials, args.seed, tuple(args.kind), args.steps, args.at_writes)

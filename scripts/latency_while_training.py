@@ -20,7 +20,7 @@ import shutil
 import time
 from pathlib import Path
 
-from app_latency import CHECKPOINT, ROOT, connect, free_port, print_serial, serial_calls, start_app
+from app_latency import CHECKPOINT, ROOT, connect, free_port, print_serial, serial_calls, serving
 
 NAMES = ["reconstruct", "sample 16 (3 priors)"]
 RUN_MINUTES = 3.0  # longer than the measurement: it is stopped once that is done
@@ -83,15 +83,11 @@ def main() -> None:
     from gradio_client import Client
 
     port = free_port()
-    process, _ = start_app(port)
-    try:
+    with serving(port) as (process, _):
         client = connect(Client, port)
         client.predict(CHECKPOINT, 0, api_name="/reconstruct_heldout")  # the checkpoint loaded
         results = {"idle": serial_calls(client, port, args.repeats, NAMES)}
         results["training"] = train_beside(client, process.pid, args.repeats, port)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
     if args.json:
         print(json.dumps(results))
         return

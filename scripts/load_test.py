@@ -28,7 +28,7 @@ import time
 from collections import Counter
 
 import httpx
-from app_latency import CHECKPOINT, connect, free_port, peak_memory_mb, start_app, summary
+from app_latency import CHECKPOINT, connect, free_port, peak_memory_mb, serving, summary
 from queue_client import CALL_TIMEOUT_S, Outcome, call, endpoints, new_session
 
 WORK = (
@@ -138,8 +138,7 @@ def main() -> None:
 
     port = free_port()
     base = f"http://127.0.0.1:{port}/"
-    process, _ = start_app(port)
-    try:
+    with serving(port) as (process, _):
         one_call(base)  # the checkpoint loaded
         crowds = []
         for kind in args.kind:
@@ -149,9 +148,6 @@ def main() -> None:
                 crowds.append(report(kind, n, outcomes, wall, one_call(base)))
         results = {"crowds": crowds, "peak_memory_mb": round(peak_memory_mb(process.pid), 1)}
         results["server_alive"] = process.poll() is None
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
     if args.json:
         print(json.dumps(results))
         return

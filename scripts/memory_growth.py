@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import httpx
-from app_latency import CHECKPOINT, free_port, start_app
+from app_latency import CHECKPOINT, free_port, serving
 from queue_client import call, endpoints, new_session
 
 VISIT = (  # endpoint -> arguments for visitor i; each visitor's edit follows its own reconstruction
@@ -69,21 +69,17 @@ def main() -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}/"
     temp = Path(tempfile.mkdtemp(prefix="vqvae-app-"))
-    process, _ = start_app(port, temp)
     failures: list[str] = []
     readings = []
     visits = len(VISIT)
     step = max(visits, (args.total - args.first) // 4 // visits * visits)  # four readings after the first
-    try:
+    with serving(port, temp) as (process, _):
         began, done = time.perf_counter(), 0
         for calls in sorted({*range(args.first, args.total, step), args.total}):
             asyncio.run(visitors(base, args.at_once, range(done // visits, calls // visits), failures))
             done = calls // visits * visits
             rss, seconds = round(resident_mb(process.pid), 1), round(time.perf_counter() - began, 1)
             readings.append({"calls": done, "rss_mb": rss, "temp_files": files_under(temp), "seconds": seconds})
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
     first, last = readings[0], readings[-1]
     growth = last["rss_mb"] / first["rss_mb"] - 1
     results = {"readings": readings, "growth": round(growth, 3), "target": TARGET, "failures": len(failures),
