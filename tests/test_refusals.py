@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import snapshot
 from vqvae.config import preset
 from vqvae.train import train_vqvae
 
@@ -83,10 +84,6 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("trained") / "run"
     train_vqvae(chosen.vqvae, dataclasses.replace(chosen.train, steps=5), folder)
     return folder
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
 
 
 def test_an_existing_checkpoint_is_left_untouched(trained, tmp_path):

@@ -16,6 +16,7 @@ import subprocess
 import pytest
 import torch
 
+from tests.helpers import snapshot
 from vqvae import atomic
 from vqvae import checkpoint as ckpt
 from vqvae.config import preset
@@ -51,11 +52,6 @@ FAULTS = {  # name: (how to inject it, what the message must say)
     "read-only folder": (lambda mp: mp.setattr(atomic.tempfile, "mkstemp", failing(errno.EROFS)), READ_ONLY),
     "rename refused": (lambda mp: mp.setattr(atomic.os, "replace", failing(errno.EROFS)), READ_ONLY),
 }
-
-
-def snapshot(folder):
-    """Every file of the folder (temp files included) and its bytes."""
-    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
 
 
 @pytest.fixture(scope="module")
