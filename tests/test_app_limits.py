@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import select
 import socket
-import time
 import uuid
 from urllib.parse import urlparse
 
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 import app
+from pages.guards import QUEUE_FULL
 from tests.app_server import SHIPPED
 
 INLINE_IMAGE = b'{"data": ["checkpoints/mnist", {"url": "data:image/png;base64,'
@@ -27,15 +27,14 @@ def resident_mb() -> float:
     return float("nan")
 
 
-def raw_post(url: str, path: str, headers: dict[str, str], chunks) -> tuple[bytes, int, float]:
+def raw_post(url: str, path: str, headers: dict[str, str], chunks) -> tuple[bytes, int]:
     """POST over a bare socket, sending chunks until the server answers or hangs up.
-    Returns (answer, bytes sent, seconds to the answer)."""
+    Returns (answer, bytes of the body sent); an empty answer if none came within 20 s."""
     address = urlparse(url)
     head = f"POST {path} HTTP/1.1\r\nHost: {address.netloc}\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
     sent, answer = 0, b""
     with socket.create_connection((address.hostname, address.port), timeout=20) as s:
-        start = time.perf_counter()
         s.sendall(head.encode())
         try:
             for chunk in chunks:
@@ -50,7 +49,7 @@ def raw_post(url: str, path: str, headers: dict[str, str], chunks) -> tuple[byte
                 answer += chunk
         except OSError:
             pass
-        return answer, sent, time.perf_counter() - start
+        return answer, sent
 
 
 def status_and_body(answer: bytes) -> tuple[int, bytes]:
@@ -59,17 +58,16 @@ def status_and_body(answer: bytes) -> tuple[int, bytes]:
 
 
 def test_a_huge_body_that_gives_its_length_is_refused_before_a_byte_is_read(app_server):
-    declared = 200 * MIB
-    chunks = [INLINE_IMAGE] + [b"A" * MIB] * 8
-    answer, sent, seconds = raw_post(
+    """Only the headers are sent: a server that waited for the 200 MiB promised would never answer."""
+    answer, sent = raw_post(
         app_server.url,
         "/gradio_api/queue/join",
-        {"Content-Type": "application/json", "Content-Length": str(declared)},
-        chunks,
+        {"Content-Type": "application/json", "Content-Length": str(200 * MIB)},
+        [],
     )
     status, body = status_and_body(answer)
     assert status == 413 and b"request too large: at most 1 MiB here" in body
-    assert seconds < 1.0 and sent < 10 * MIB
+    assert sent == 0
 
 
 def test_a_huge_chunked_body_is_cut_off_at_the_cap_and_never_held(app_server):
@@ -82,7 +80,7 @@ def test_a_huge_chunked_body_is_cut_off_at_the_cap_and_never_held(app_server):
             yield framed
 
     before = resident_mb()
-    answer, sent, seconds = raw_post(
+    answer, sent = raw_post(
         app_server.url,
         "/gradio_api/queue/join",
         {"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
@@ -90,7 +88,7 @@ def test_a_huge_chunked_body_is_cut_off_at_the_cap_and_never_held(app_server):
     )
     status, text = status_and_body(answer)
     assert status == 413 and b"at most 1 MiB" in text
-    assert sent < 32 * MIB and seconds < 5  # 100 MiB was on offer
+    assert sent < 32 * MIB  # 100 MiB was on offer: the server hung up on the rest
     assert resident_mb() - before < 40  # the server held at most its cap of it
 
 
@@ -119,20 +117,18 @@ def test_no_call_skips_the_queue(app_server):
         assert response.status_code != 200 and "event_id" not in response.text
 
 
-async def _crowd_call(http: httpx.AsyncClient, base: str, fn_index: int, index: int) -> tuple[int, float, bool]:
-    """One held-out reconstruction through the queue: (join status, seconds to the join's answer, answered)."""
+async def _crowd_call(http: httpx.AsyncClient, base: str, fn_index: int, index: int) -> tuple[int, str, bool]:
+    """One held-out reconstruction through the queue: (join status, why it was refused, answered)."""
     session = uuid.uuid4().hex[:11]
     body = {"data": [SHIPPED, index], "fn_index": fn_index, "session_hash": session, "event_data": None}
-    start = time.perf_counter()
     joined = await http.post(f"{base}gradio_api/queue/join", json=body)
-    seconds = time.perf_counter() - start
     if joined.status_code != 200:
-        return joined.status_code, seconds, False
+        return joined.status_code, joined.json().get("detail", ""), False
     async with http.stream("GET", f"{base}gradio_api/queue/data", params={"session_hash": session}) as stream:
         async for line in stream.aiter_lines():
             if '"process_completed"' in line:
-                return 200, seconds, '"success":true' in line.replace(" ", "")
-    return 200, seconds, False
+                return 200, "", '"success":true' in line.replace(" ", "")
+    return 200, "", False
 
 
 def test_a_crowd_past_the_queue_is_refused_at_once_and_the_rest_answered(app_server):
@@ -150,10 +146,10 @@ def test_a_crowd_past_the_queue_is_refused_at_once_and_the_rest_answered(app_ser
 
     outcomes = asyncio.run(run())
     statuses = [status for status, _, _ in outcomes]
-    refusals = [seconds for status, seconds, _ in outcomes if status == 503]
+    refusals = [why for status, why, _ in outcomes if status == 503]
     assert set(statuses) <= {200, 503}
     assert len(refusals) >= crowd - app.QUEUE_SIZE - app.CALLS_AT_ONCE  # a few may finish before the last join
-    assert max(refusals) < 1.0  # the door; Gradio alone took seconds
+    assert set(refusals) == {QUEUE_FULL}  # refused at our door, not by Gradio after its checks (how fast: bench)
     assert all(answered for status, _, answered in outcomes if status == 200)
     one = httpx.post(f"{base}gradio_api/call/reconstruct_heldout", json={"data": [SHIPPED, 1]}, timeout=30)
     assert one.status_code == 200  # the server serves again

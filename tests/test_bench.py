@@ -38,8 +38,12 @@ def test_quick_bench_prints_valid_json_with_every_measure(tmp_path):
     assert memory["ours_peak_rss_mb"] > 0 and memory["plain_peak_rss_mb"] > 0
     prior = results["prior"]
     assert prior["log_prob_grids_per_s"] > 0 and prior["sample_1_ms"] > 0 and prior["sample_64_s"] > 0
+    refusals = results["refusals"]
+    assert len(refusals["checkpoints"]) >= 8 and len(refusals["images"]) == 4
+    assert all(r["median_ms"] > 0 and r["message"] for kind in refusals.values() for r in kind)
     markdown = table(results)
     assert "| training throughput (images/s) |" in markdown and "| prior: sample 64 grids |" in markdown
+    assert "| a broken checkpoint folder refused, slowest of" in markdown
 
 
 def _mnist_like(n: int = 256) -> Split:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig, VQVAEConfig
+from .numerics import settle_vector_maths
 from .quantizer import QuantizerOutput, make_quantizer
 
 
@@ -90,6 +91,7 @@ class VQVAEOutput:
 class VQVAE(nn.Module):
     def __init__(self, config: VQVAEConfig):
         super().__init__()
+        settle_vector_maths()
         self.config = config
         d = config.quantizer.embedding_dim
         self.encoder = Encoder(config.model, d)

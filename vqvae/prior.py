@@ -24,6 +24,7 @@ from torch import nn
 
 from . import scoring
 from .config import PriorConfig
+from .numerics import settle_vector_maths
 from .sampler import RasterSampler
 
 
@@ -288,6 +289,7 @@ class GatedPixelCNN(nn.Module):
 
     def __init__(self, config: PriorConfig):
         super().__init__()
+        settle_vector_maths()  # its gates' tanh: the same numbers in every process
         self.config = config
         c = config.hidden_channels
         self.embedding = nn.Embedding(config.num_embeddings, config.embedding_dim)

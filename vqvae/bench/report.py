@@ -13,6 +13,7 @@ TARGETS = {  # issue 5's targets, shown beside the measures
     "cold_start": "<= 4 s",
     "serial": "p95 <= 150 ms",
     "concurrent": "p95 <= 1 s",
+    "refusal": "< 1 s each",  # issue 6's: bad checkpoints and image bombs
 }
 
 
@@ -53,6 +54,17 @@ def _prior_rows(prior: dict[str, Any]) -> list[str]:
         f"| prior: sample 1 grid | {prior['sample_1_ms']:.1f} ms | | | {TARGETS['sample_1']} |",
         f"| prior: sample 64 grids | {prior['sample_64_s']:.3f} s | | | {TARGETS['sample_64']} |",
     ]
+
+
+def _refusal_rows(refusals: dict[str, list[dict[str, Any]]]) -> list[str]:
+    rows = []
+    for kind, what in (("checkpoints", "a broken checkpoint folder"), ("images", "an image bomb")):
+        slowest = max(refusals[kind], key=lambda r: r["median_ms"])
+        rows.append(
+            f"| {what} refused, slowest of {len(refusals[kind])} kinds ({slowest['name']}), median "
+            f"| {slowest['median_ms']:.1f} ms | | | {TARGETS['refusal']} |"
+        )
+    return rows
 
 
 def _app_rows(app: dict[str, Any]) -> list[str]:
@@ -98,6 +110,7 @@ def table(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
         *_training_rows(results["training"]),
         *_prior_rows(results["prior"]),
+        *(_refusal_rows(results["refusals"]) if "refusals" in results else []),
     ]
     if "app" in results:
         lines += _app_rows(results["app"])

@@ -15,6 +15,7 @@ from ..config import preset
 from ..data import load_split
 from . import machine, memory
 from .prior import time_prior
+from .refusals import time_refusals
 from .training import (
     ours_step_flops,
     ours_throughput,
@@ -48,6 +49,7 @@ class BenchConfig:
     eval_every: int = 10  # steps between held-out evaluations (not counted as training time)
     matmul_size: int = 2048
     prior_repeats: int = 10
+    refusal_repeats: int = 5  # each broken checkpoint and image bomb refused this many times
     memory_steps: int = 20
     app: bool = True  # run scripts/app_latency.py and merge its results under "app"
     app_repeats: int | None = None  # None: the script's own default
@@ -58,7 +60,7 @@ class BenchConfig:
         """Every measure, small: well under a minute (a smoke test of the benchmark itself)."""
         small = dict(
             warmup_steps=2, steps=8, rounds=1, ours_cap_s=5.0, plain_cap_s=5.0, eval_every=10,
-            matmul_size=1024, prior_repeats=3, memory_steps=2, app_repeats=3, quick=True,
+            matmul_size=1024, prior_repeats=3, refusal_repeats=1, memory_steps=2, app_repeats=3, quick=True,
         )  # fmt: skip
         return cls(**(small | changes))
 
@@ -166,6 +168,10 @@ def run(config: BenchConfig) -> dict[str, Any]:
         "settings": dataclasses.asdict(config),
         "training": measure_training(config),
         "prior": dataclasses.asdict(time_prior(ROOT / "checkpoints" / "mnist", config.prior_repeats)),
+        "refusals": {
+            kind: [dataclasses.asdict(refusal) for refusal in refusals]
+            for kind, refusals in time_refusals(ROOT / "checkpoints" / "mnist", config.refusal_repeats).items()
+        },
     }
     if config.app:
         results["app"] = measure_app(config)
