@@ -62,7 +62,7 @@ def _refusal_rows(refusals: dict[str, list[dict[str, Any]]]) -> list[str]:
         slowest = max(refusals[kind], key=lambda r: r["median_ms"])
         rows.append(
             f"| {what} refused, slowest of {len(refusals[kind])} kinds ({slowest['name']}), median "
-            f"| {slowest['median_ms']:.1f} ms | | | {TARGETS['refusal']} |"
+            f"| {slowest['median_ms']:.2g} ms | | | {TARGETS['refusal']} |"
         )
     return rows
 
