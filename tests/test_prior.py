@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from vqvae.config import PriorConfig, prior_config_from_dict
 from vqvae.prior import GatedPixelCNN, UniformPrior, UnigramPrior, sample_categorical
-from vqvae.sampler import RasterSampler
+from vqvae.prior.sampler import RasterSampler
 
 K, H, W = 8, 4, 5
 
@@ -331,20 +331,37 @@ def test_a_few_steps_lower_the_nll():
     assert after < 0.8 * before, (before, after)
 
 
-@pytest.mark.parametrize(
-    "changes",
-    [dict(), dict(num_classes=3), dict(kernel_size=5), dict(latent_height=1), dict(latent_width=1), dict(num_layers=1)],
-    ids=["3x3", "conditional", "5x5", "one-row", "one-column", "one-layer"],
-)
+FAST_PATH_CASES = [
+    dict(),
+    dict(num_classes=3),
+    dict(condition_channels=2),
+    dict(num_classes=3, condition_channels=2, latent_height=1),
+    dict(kernel_size=5),
+    dict(latent_height=1),
+    dict(latent_width=1),
+    dict(num_layers=1),
+]
+FAST_PATH_IDS = ["3x3", "conditional", "map", "label-and-map-one-row", "5x5", "one-row", "one-column", "one-layer"]
+
+
+def inputs(model: GatedPixelCNN, n: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Labels and a conditioning map at the grid's size for the model, or None for what it does not take."""
+    labels = torch.tensor([0, 2, 1, 1][:n]) if model.config.num_classes else None
+    channels = model.config.condition_channels
+    condition = torch.randn(n, channels, *model.latent_shape) if channels else None
+    return labels, condition
+
+
+@pytest.mark.parametrize("changes", FAST_PATH_CASES, ids=FAST_PATH_IDS)
 def test_the_sampler_gives_forwards_logits_at_every_position(changes):
     """Fed a known grid code by code, the cached sampler's logits at each position are forward's."""
     model = pixelcnn(**changes).eval()
     height, width = model.latent_shape
     z = codes(3, (height, width))
-    labels = torch.tensor([0, 2, 1]) if model.config.num_classes else None
+    labels, condition = inputs(model, 3)
     with torch.no_grad():
-        full = model(z, labels)  # (3, K, h, w)
-        sampler = RasterSampler(model, torch.zeros_like(z), labels)  # every position still a placeholder
+        full = model(z, labels, condition)  # (3, K, h, w)
+        sampler = RasterSampler(model, torch.zeros_like(z), labels, condition)  # every position still a placeholder
         for i in range(height):
             sampler.start_row(i)
             for j in range(width):
@@ -352,11 +369,7 @@ def test_the_sampler_gives_forwards_logits_at_every_position(changes):
                 sampler.place(i, j, z[:, i, j])
 
 
-@pytest.mark.parametrize(
-    "changes",
-    [dict(), dict(num_classes=3), dict(kernel_size=5), dict(latent_height=1), dict(latent_width=1), dict(num_layers=1)],
-    ids=["3x3", "conditional", "5x5", "one-row", "one-column", "one-layer"],
-)
+@pytest.mark.parametrize("changes", FAST_PATH_CASES, ids=FAST_PATH_IDS)
 def test_log_prob_without_gradients_equals_the_convolutions(changes):
     """With gradients off, log_prob takes scoring.py's matrix products; it must give forward's numbers, and
     with gradients on it must still train (the convolutions, which backpropagate)."""
@@ -364,13 +377,13 @@ def test_log_prob_without_gradients_equals_the_convolutions(changes):
     for parameter in model.parameters():  # weights far from their small initial values, biases included
         torch.nn.init.normal_(parameter, std=0.5)
     z = codes(4, model.latent_shape)
-    labels = torch.tensor([0, 2, 1, 1]) if model.config.num_classes else None
-    by_convolutions = -F.cross_entropy(model(z, labels), z, reduction="none").sum(dim=(1, 2))
+    labels, condition = inputs(model, 4)
+    by_convolutions = -F.cross_entropy(model(z, labels, condition), z, reduction="none").sum(dim=(1, 2))
     with torch.inference_mode():
-        assert torch.allclose(model.log_prob(z, labels), by_convolutions, rtol=1e-5, atol=1e-4)
+        assert torch.allclose(model.log_prob(z, labels, condition), by_convolutions, rtol=1e-5, atol=1e-4)
     with torch.no_grad():
-        assert torch.allclose(model.log_prob(z, labels), by_convolutions, rtol=1e-5, atol=1e-4)
-    with_gradients = model.log_prob(z, labels)
+        assert torch.allclose(model.log_prob(z, labels, condition), by_convolutions, rtol=1e-5, atol=1e-4)
+    with_gradients = model.log_prob(z, labels, condition)
     assert with_gradients.requires_grad and torch.allclose(with_gradients, by_convolutions)
 
 
@@ -382,3 +395,52 @@ def test_sample_scored_gives_the_log_prob_of_its_grids():
         assert torch.equal(grids, model.sample(4, labels, temperature=temperature, seed=3))
         with torch.no_grad():
             assert torch.allclose(log_p, model.log_prob(grids, labels), atol=1e-4)
+
+
+# --- a conditioning map (VQ-VAE-2's bottom prior hears the top codes through one)
+
+
+def test_a_conditioning_map_keeps_the_prior_causal():
+    model = pixelcnn(condition_channels=2)
+    z, condition = codes(2), torch.randn(2, 2, H, W)
+    logits = model(z, condition=condition)
+    for t in range(H * W):
+        i, j = divmod(t, W)
+        changed = z.clone()
+        changed[:, i, j] = (z[:, i, j] + 1) % K
+        seen = ~raster_after(t)
+        assert torch.allclose(model(changed, condition=condition)[:, :, seen], logits[:, :, seen], rtol=0, atol=1e-6)
+
+
+def test_the_map_changes_the_logits_everywhere_and_is_brought_to_the_grids_size():
+    model = pixelcnn(condition_channels=2)
+    for parameter in model.parameters():
+        torch.nn.init.normal_(parameter, std=0.5)
+    z, small = codes(2), torch.randn(2, 2, 2, 3)  # a coarser level's map
+    at_grid = F.interpolate(small, size=(H, W), mode="nearest")
+    with torch.no_grad():
+        logits = model(z, condition=small)
+        assert torch.equal(logits, model(z, condition=at_grid))
+        other = model(z, condition=at_grid + 1)
+    assert bool(((logits - other).abs().amax(dim=1) > 1e-4).all())  # at every position, the first included
+
+
+def test_the_map_must_match_the_model():
+    unconditioned, conditioned = pixelcnn(), pixelcnn(condition_channels=2)
+    z = codes(2)
+    with pytest.raises(ValueError, match="takes no conditioning map"):
+        unconditioned(z, condition=torch.zeros(2, 2, H, W))
+    with pytest.raises(ValueError, match="conditioned on a map"):
+        conditioned(z)
+    for bad in (torch.zeros(2, 3, H, W), torch.zeros(1, 2, H, W), torch.zeros(2, 2, H, W, dtype=torch.int64)):
+        with pytest.raises(ValueError, match="condition must be float of shape"):
+            conditioned.sample(2, condition=bad)
+
+
+def test_a_map_conditioned_sample_is_reproducible_and_scored():
+    model = pixelcnn(condition_channels=2)
+    condition = torch.randn(3, 2, H, W)
+    grids, log_p = model.sample_scored(3, seed=5, condition=condition)
+    assert torch.equal(grids, model.sample(3, seed=5, condition=condition))
+    with torch.no_grad():
+        assert torch.allclose(log_p, model.log_prob(grids, condition=condition), atol=1e-4)

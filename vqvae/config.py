@@ -95,7 +95,7 @@ class VQVAEConfig:
 
 @dataclass
 class PriorConfig:
-    """The gated PixelCNN prior over code grids (section 3.2; van den Oord et al. 2016, section 2).
+    """The gated PixelCNN prior over code grids (section 3.3; van den Oord et al. 2016, section 2).
 
     The defaults suit a 7x7 grid of K = 512 codes (MNIST at downsample 4) on a small CPU:
     8 layers of 3x3 stacks see the whole grid, and 64 grids sample in a fraction of a second.
@@ -105,6 +105,7 @@ class PriorConfig:
     latent_height: int  # h of the code grid
     latent_width: int  # w of the code grid
     num_classes: int = 0  # 0: unconditional; else conditioned on labels 0..num_classes-1
+    condition_channels: int = 0  # M of a conditioning map (another level's codes, earlier frames'); 0: none
     embedding_dim: int = 64  # size of each code's learned embedding
     hidden_channels: int = 64  # C of both stacks
     num_layers: int = 8  # gated layers; each widens the view by kernel_size // 2
@@ -116,6 +117,7 @@ class PriorConfig:
         _check(1 <= self.latent_height <= 256, "latent_height must be between 1 and 256")
         _check(1 <= self.latent_width <= 256, "latent_width must be between 1 and 256")
         _check(0 <= self.num_classes <= 100_000, "num_classes must be between 0 and 100,000 (0: unconditional)")
+        _check(0 <= self.condition_channels <= 4096, "condition_channels must be between 0 and 4096 (0: no map)")
         _check(1 <= self.embedding_dim <= 4096, "embedding_dim must be between 1 and 4096")
         _check(1 <= self.hidden_channels <= 1024, "hidden_channels must be between 1 and 1024")
         _check(1 <= self.num_layers <= 64, "num_layers must be between 1 and 64")
