@@ -37,8 +37,8 @@ from starlette.middleware import Middleware  # noqa: E402
 from pages import atlas, codes, figures, reconstruct, sampling, training, usage  # noqa: E402
 from pages.common import Shared, explorers  # noqa: E402
 from pages.guards import BodyLimit, QueueDoor  # noqa: E402
-from vqvae.catalog import Catalog  # noqa: E402
-from vqvae.runs import RunManager  # noqa: E402
+from vqvae.app.catalog import Catalog  # noqa: E402
+from vqvae.app.runs import RunManager  # noqa: E402
 
 PAGES = {
     "Reconstruct": reconstruct,

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 import numpy as np
 
-from vqvae.catalog import Catalog
+from vqvae.app.catalog import Catalog
+from vqvae.app.runs import RunManager
 from vqvae.errors import VQVAEError
 from vqvae.images import enlarge, mosaic, png_bytes
-from vqvae.runs import RunManager
 
 if TYPE_CHECKING:
-    from vqvae.explorer import Explorer
+    from vqvae.app.explorer import Explorer
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,8 @@ class Shared:
 
 @functools.cache
 def explorers(threads: int) -> ModuleType:
-    """vqvae.explorer, imported on first use, so the app serves its page before torch has loaded (~1.5 s)."""
-    from vqvae import explorer
+    """vqvae.app.explorer, imported on first use, so the app serves its page before torch has loaded (~1.5 s)."""
+    from vqvae.app import explorer
 
     explorer.use_threads(threads)
     return explorer

@@ -6,14 +6,14 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from vqvae.app.inputs import from_array, read_image
 from vqvae.errors import InputError
-from vqvae.inputs import from_array, read_image
 
 from .common import MODEL, Shared, callback, display_scale, explain, heldout_range, inline_image, picture_file, show
 from .figures import code_grid
 
 if TYPE_CHECKING:
-    from vqvae.explorer import Decoded
+    from vqvae.app.explorer import Decoded
 
 UPLOAD_TYPES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
 TEXT = r"""
@@ -90,7 +90,7 @@ def build(shared: Shared) -> None:
                 index = gr.Slider(0, 499, value=0, step=1, label="held-out image")
                 heldout_button = gr.Button("Reconstruct", variant="primary", elem_id="reconstruct-heldout")
             with gr.Tab("Upload"):
-                # a file, not gr.Image: the upload is decoded by vqvae.inputs (restricted formats, size caps)
+                # a file, not gr.Image: the upload is decoded by vqvae.app.inputs (restricted formats, size caps)
                 upload = gr.File(label="an image file", file_types=list(UPLOAD_TYPES), type="filepath", height=140)
                 upload_button = gr.Button("Reconstruct upload", elem_id="reconstruct-upload")
             with gr.Tab("Draw"):

@@ -54,9 +54,9 @@ def sample_priors(shared: Shared, choice: str, label: str, temperature: float, n
             f"| {TITLES[name]} | {explorer.heldout_bits[name]:.2f} | {samples.bits_per_latent:.2f} |"
             f" {samples.bits_per_latent * samples.indices[0].size:.0f} |"
         )
-    judge = "learned" if "learned" in explorer.priors else "unigram"
     table = (
-        f"| prior | held-out bits / latent | samples: bits / latent under the {judge} prior | bits / image |\n"
+        f"| prior | held-out bits / latent | samples: bits / latent under the {explorer.judge} prior"
+        " | bits / image |\n"
         "|---|---|---|---|\n" + "\n".join(rows)
     )
     return (*pictures, table)

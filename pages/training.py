@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from vqvae.config import PRESETS
-from vqvae.runs import RunSettings, RunStatus
+from vqvae.app.runs import ACTIVE, RunSettings, RunStatus
+from vqvae.config import PRESETS, PRIOR_MINUTES
 
 from .common import Shared, callback, explain
 from .figures import curves
@@ -19,7 +19,6 @@ checkpoint. A finished run appears in the checkpoint picker at the top.
 
 DATA_SOURCES = ["mnist5k", "digits"]
 POLL_SECONDS = 1.0
-ACTIVE = ("running", "stopping")
 
 
 def start_run(shared: Shared, name: str, preset: str, data: str, minutes, k, d, lr, prior) -> str:
@@ -77,7 +76,7 @@ def run_status(shared: Shared, seen: dict | None) -> tuple:
         if fresh_prior and prior_rows
         else gr.skip()
     )
-    ended = seen.get("state") in ACTIVE and status.state not in ACTIVE
+    ended = seen.get("state") in ACTIVE and not status.active
     picker = gr.Dropdown(choices=shared.catalog.choices()) if ended else gr.skip()
     seen = {"name": status.name, "state": status.state, "rows": rows, "prior_rows": prior_rows}
     return _summary(status), _progress(status), loss, codebook, prior, picker, seen
@@ -94,7 +93,9 @@ def build(shared: Shared) -> None:
             k = gr.Number(value=512, precision=0, label="K (codes)", minimum=1, elem_id="run-k")
             d = gr.Number(value=64, precision=0, label="D (code dimension)", minimum=1, elem_id="run-d")
             lr = gr.Number(value=3e-3, label="learning rate")
-            prior = gr.Slider(0, 30, value=2, step=0.5, label="prior minutes (0: none)", elem_id="run-prior")
+            prior = gr.Slider(
+                0, 30, value=PRIOR_MINUTES, step=0.5, label="prior minutes (0: none)", elem_id="run-prior"
+            )
             with gr.Row():
                 start = gr.Button("Start", variant="primary", elem_id="start-run")
                 stop = gr.Button("Stop", variant="stop", elem_id="stop-run")

@@ -169,9 +169,8 @@ class PriorRun:
 
 def make_prior_base(folder: Path, data: str) -> Path:
     """A trained digits-tiny VQ-VAE and its sample-scoring classifier, so `train-prior` trains only the prior."""
-    from vqvae.classifier import train_classifier
     from vqvae.data import load_split
-    from vqvae.train import train_vqvae
+    from vqvae.train import train_classifier, train_vqvae
 
     chosen = preset(PRESET)
     train_vqvae(chosen.vqvae, dataclasses.replace(chosen.train, data=data, steps=20), folder)

@@ -17,10 +17,13 @@ import json
 import os
 import re
 import shutil
+import sys
 import time
 from pathlib import Path
 
-from app_latency import CHECKPOINT, ROOT, connect, free_port, print_serial, serial_calls, serving
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for vqvae
+
+from vqvae.bench.app import CHECKPOINT, ROOT, connect, free_port, print_serial, serial_calls, serving  # noqa: E402
 
 NAMES = ["reconstruct", "sample 16 (3 priors)"]
 RUN_MINUTES = 3.0  # longer than the measurement: it is stopped once that is done

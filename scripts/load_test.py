@@ -23,13 +23,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import httpx
-from app_latency import CHECKPOINT, connect, free_port, peak_memory_mb, serving, summary
-from queue_client import CALL_TIMEOUT_S, Outcome, call, endpoints, new_session
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for vqvae
+
+from queue_client import CALL_TIMEOUT_S, Outcome, call, endpoints, new_session  # noqa: E402
+
+from vqvae.bench.app import CHECKPOINT, connect, free_port, peak_memory_mb, serving, summary  # noqa: E402
 
 WORK = (
     ("/reconstruct_heldout", lambda i: [CHECKPOINT, i % 500]),

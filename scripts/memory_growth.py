@@ -13,13 +13,18 @@ import argparse
 import asyncio
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-from app_latency import CHECKPOINT, free_port, serving
-from queue_client import call, endpoints, new_session
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for vqvae
+
+from queue_client import call, endpoints, new_session  # noqa: E402
+
+from vqvae.bench.app import CHECKPOINT, free_port, serving  # noqa: E402
 
 VISIT = (  # endpoint -> arguments for visitor i; each visitor's edit follows its own reconstruction
     ("/reconstruct_heldout", lambda i: [CHECKPOINT, i % 500]),

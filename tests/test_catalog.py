@@ -5,7 +5,7 @@ import os
 import pytest
 
 from vqvae import checkpoint as ckpt
-from vqvae.catalog import Catalog
+from vqvae.app.catalog import Catalog
 from vqvae.errors import CheckpointError
 
 

@@ -17,9 +17,9 @@ from safetensors.torch import save_file
 
 from vqvae import checkpoint as ckpt
 from vqvae.analysis import ANALYSIS, load_analysis
+from vqvae.app.explorer import Explorer, open_explorer
 from vqvae.config import PriorConfig
 from vqvae.errors import CheckpointError, VQVAEError
-from vqvae.explorer import Explorer, open_explorer
 from vqvae.prior import GatedPixelCNN
 
 SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "mnist"

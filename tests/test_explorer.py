@@ -11,11 +11,13 @@ import torch
 
 from vqvae import checkpoint as ckpt
 from vqvae.analysis import ANALYSIS, analyse_checkpoint, load_analysis
+from vqvae.app.explorer import MAX_SAMPLES, Explorer, open_explorer
 from vqvae.config import TrainConfig, preset
 from vqvae.errors import InputError
 from vqvae.evaluate import evaluate_checkpoint
-from vqvae.explorer import MAX_SAMPLES, Explorer, open_explorer
 from vqvae.train import train_prior, train_vqvae
+
+from .helpers import snapshot
 
 K, H, W, SIZE = 32, 4, 4, 8  # digits-tiny: 8x8 digits, a 4x4 grid of K = 32 codes
 SMALL_PRIOR = {"hidden_channels": 16, "embedding_dim": 16, "num_layers": 4}
@@ -350,13 +352,15 @@ def test_open_explorer_reloads_only_when_a_watched_file_changes(copy):
     assert third is not second and open_explorer(copy) is third
 
 
-def test_an_explorer_without_an_analysis_computes_and_saves_one(copy, explorer):
+def test_an_explorer_without_an_analysis_computes_one_and_writes_nothing(copy, explorer):
+    saved = load_analysis(copy, explorer.model)
     (copy / ANALYSIS).unlink()
+    before = snapshot(copy)
     fresh = Explorer(copy)
-    assert (copy / ANALYSIS).is_file()
-    saved = load_analysis(copy, fresh.model)
-    assert torch.equal(saved.indices, explorer.analysis.indices) and torch.equal(saved.usage, explorer.analysis.usage)
-    assert torch.equal(fresh.analysis.tiles, saved.tiles) and set(saved.projections) == {"pca"}
+    assert snapshot(copy) == before  # opening a folder never writes to it
+    computed = fresh.analysis
+    assert torch.equal(computed.indices, saved.indices) and torch.equal(computed.usage, saved.usage)
+    assert torch.equal(computed.tiles, saved.tiles) and set(computed.projections) == {"pca"}
     assert fresh.heldout_bits == pytest.approx(explorer.heldout_bits)
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vqvae import inputs
+from vqvae.app import inputs
+from vqvae.app.inputs import fit_image, from_array, read_image, to_rgb
 from vqvae.bench.refusals import bomb_files, png_chunk
 from vqvae.errors import DataError
-from vqvae.inputs import fit_image, from_array, read_image, to_rgb
 
 RED, GREEN, BLUE, WHITE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
 
@@ -298,7 +298,7 @@ def test_a_colour_model_gets_a_centre_crop_resized_not_inverted():
 MEASURE = """
 import json, sys
 from vqvae.errors import DataError
-from vqvae.inputs import read_image
+from vqvae.app.inputs import read_image
 
 def peak_mb():  # this process's peak resident memory (ru_maxrss would start from the forking parent's)
     status = open("/proc/self/status").read()

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from vqvae.app.inputs import read_image
 from vqvae.errors import DataError
-from vqvae.inputs import read_image
 
 CASES = int(os.environ.get("FUZZ_CASES", "300"))
 

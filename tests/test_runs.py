@@ -11,8 +11,8 @@ from PIL import Image
 
 from vqvae import checkpoint as ckpt
 from vqvae.analysis import ANALYSIS
+from vqvae.app.runs import RunManager, RunSettings, forget_unfinished
 from vqvae.errors import TrainingError
-from vqvae.runs import RunManager, RunSettings, forget_unfinished
 
 
 def tiny(name: str, **changes) -> RunSettings:

@@ -20,10 +20,9 @@ import torch
 
 from vqvae import checkpoint as ckpt
 from vqvae.__main__ import main
-from vqvae.classifier import train_classifier
 from vqvae.config import preset
 from vqvae.data import load_source, load_split
-from vqvae.train import train_vqvae
+from vqvae.train import train_classifier, train_vqvae
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 120

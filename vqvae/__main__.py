@@ -14,18 +14,26 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from .config import TrainConfig, VQVAEConfig, preset
+from .config import (
+    PRIOR_BATCH_SIZE,
+    PRIOR_LEARNING_RATE,
+    PRIOR_MINUTES,
+    TrainConfig,
+    VQVAEConfig,
+    preset,
+    prior_training,
+)
 from .errors import VQVAEError
 from .files import ANALYSIS, CONFIG
 from .sources import check_source
 from .stopping import SignalStop
 
 if TYPE_CHECKING:
-    from .train import TrainEvent
+    from .train import TrainEvent, TrainResult
 
 
 def _train_parser(commands: argparse._SubParsersAction) -> None:
@@ -127,13 +135,17 @@ def _train_prior_parser(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoint", type=Path, help="checkpoint folder of a trained VQ-VAE")
     p.add_argument("--steps", type=int, help="stop after this many steps (total)")
-    p.add_argument("--minutes", type=float, help="stop after this many minutes of training (total) [default: 5]")
+    p.add_argument(
+        "--minutes", type=float, help=f"stop after this many minutes of training (total) [default: {PRIOR_MINUTES:g}]"
+    )
     p.add_argument("--unconditional", action="store_true", help="ignore the labels: model p(z), not p(z | class)")
     p.add_argument("--layers", type=int, dest="num_layers", help="gated layers [default: 8]")
     p.add_argument("--hidden", type=int, dest="hidden_channels", help="channels of both stacks [default: 64]")
     p.add_argument("--dropout", type=float, help="dropout on each gated layer [default: 0]")
-    p.add_argument("--batch-size", type=int, default=128, help="grids per step [default: 128]")
-    p.add_argument("--lr", type=float, default=1e-3, dest="learning_rate", help="Adam learning rate [default: 1e-3]")
+    p.add_argument("--batch-size", type=int, help=f"grids per step [default: {PRIOR_BATCH_SIZE}]")
+    p.add_argument(
+        "--lr", type=float, dest="learning_rate", help=f"Adam learning rate [default: {PRIOR_LEARNING_RATE:g}]"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for weights and data order [default: 0]")
     p.add_argument("--save-every", type=int, help="save a resumable checkpoint every this many steps [default: 500]")
     p.add_argument("--resume", action="store_true", help="continue the prior run saved in the folder")
@@ -162,7 +174,7 @@ def _bench_parser(commands: argparse._SubParsersAction) -> None:
         description="On this machine, in one run: VQ-VAE training throughput (batch 128, the mnist preset) of our "
         "trainer and of a plain paper-style step, the training time of each to reach 22 dB held-out PSNR, the "
         "step's GFLOP/s against a large float32 matmul's, training peak memory, the prior's log-prob throughput "
-        "and sampling latency, and the app's latency (scripts/app_latency.py). Writes bench/results.json and "
+        "and sampling latency, and the app's latency (vqvae/bench/app.py). Writes bench/results.json and "
         "prints a Markdown table.",
     )
     p.add_argument("--json", action="store_true", help="print the results as one JSON object instead of a table")
@@ -259,24 +271,55 @@ def _stopped(stop: SignalStop, saved: str, resume: str) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     config, train_config = _run_settings(args)
     check_source(train_config.data, train_config.batch_size)
-    from .train import train_vqvae
+    from .jobs import Job, run
 
+    job = Job(
+        args.out,
+        config,
+        train_config,
+        resume=args.resume,
+        evaluate=not args.no_eval,
+        analyse=not args.no_eval,
+        with_umap=not args.no_umap,
+    )
     with SignalStop() as stop:
-        result = train_vqvae(
-            config, train_config, args.out, resume=args.resume, on_event=_progress_bar(), should_stop=stop
-        )
-    saved = f"saved {result.folder} at step {result.step} ({result.elapsed_s:.0f} s of training)"
-    if stop():
-        return _stopped(stop, saved, f"python -m vqvae train --out {args.out} --resume")
-    print(saved)
-    if not args.no_eval:
-        from .analysis import analyse_checkpoint
-        from .evaluate import evaluate_checkpoint
-
-        _print_metrics(evaluate_checkpoint(args.out))
-        analyse_checkpoint(args.out, with_umap=not args.no_umap)
-        print(f"saved the analysis the app shows in {args.out}")
+        outcome = run(job, _CommandLine(stop, args.out), stop)
+    if outcome.stopped:
+        return _stopped(stop, _saved(outcome.vqvae), f"python -m vqvae train --out {args.out} --resume")
     return 0
+
+
+def _saved(result: TrainResult) -> str:
+    return f"saved {result.folder} at step {result.step} ({result.elapsed_s:.0f} s of training)"
+
+
+def _saved_prior(result: TrainResult) -> str:
+    return f"saved the prior in {result.folder} at step {result.step} ({result.elapsed_s:.0f} s of training)"
+
+
+class _CommandLine:
+    """A job's progress on the terminal: a tqdm bar per training loop, a line when a step is done.
+    (A `jobs.Progress`; defined without importing jobs, which loads torch.)"""
+
+    def __init__(self, stop: SignalStop, folder: Path):
+        self.stop, self.folder = stop, folder
+
+    def phase(self, phase: str, note: str) -> None:
+        if phase == "classifier":
+            print(f"{note} ...")
+
+    def events(self, phase: str) -> Callable[[TrainEvent], None]:
+        return _progress_bar()
+
+    def done(self, phase: str, result: Any) -> None:
+        if phase == "vqvae" and not self.stop():
+            print(_saved(result))
+        elif phase == "prior" and not self.stop():
+            print(_saved_prior(result))
+        elif phase == "evaluate":
+            _print_metrics(result)
+        elif phase == "analyse":
+            print(f"saved the analysis the app shows in {self.folder}")
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -324,7 +367,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def _prior_settings(args: argparse.Namespace) -> TrainConfig:
-    """How the prior trains: the flags (checked before torch loads), or on --resume the folder's own."""
+    """How the prior trains: the flags on the defaults (checked before torch loads), or on --resume
+    the folder's own settings."""
     if args.resume:
         if not (args.checkpoint / CONFIG).is_file():
             raise VQVAEError(f"{args.checkpoint} holds no checkpoint ({CONFIG} is missing)")
@@ -334,13 +378,8 @@ def _prior_settings(args: argparse.Namespace) -> TrainConfig:
         if saved is None:
             raise VQVAEError(f"{args.checkpoint} has no prior training settings to resume")
         return dataclasses.replace(saved, **_given(args, ("steps", "minutes")))
-    checked = TrainConfig(
-        data="",
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        seed=args.seed,
-        **_given(args, ("save_every",)),
-        **(_length(args) or {"minutes": 5.0}),
+    checked = prior_training(
+        "", args.seed, **_given(args, ("batch_size", "learning_rate", "save_every")), **_length(args)
     )
     from .checkpoint import load_config
 
@@ -352,32 +391,15 @@ def _prior_settings(args: argparse.Namespace) -> TrainConfig:
 
 def cmd_train_prior(args: argparse.Namespace) -> int:
     train_config = _prior_settings(args)
-    settings = _given(args, ("num_layers", "hidden_channels", "dropout"))
-    from .checkpoint import load_config
-    from .classifier import load_classifier, train_classifier
-    from .data import load_split
-    from .train import train_prior
+    from .jobs import Job, PriorJob, run
 
+    settings = _given(args, ("num_layers", "hidden_channels", "dropout"))
+    prior = PriorJob(train_config, settings, conditional=not args.unconditional, resume=args.resume)
     with SignalStop() as stop:
-        result = train_prior(
-            args.checkpoint,
-            train_config,
-            conditional=not args.unconditional,
-            settings=settings,
-            resume=args.resume,
-            on_event=_progress_bar(),
-            should_stop=stop,
-        )
-    saved = f"saved the prior in {result.folder} at step {result.step} ({result.elapsed_s:.0f} s of training)"
-    if stop():
-        return _stopped(stop, saved, f"python -m vqvae train-prior {args.checkpoint} --resume")
-    print(saved)
-    config, vqvae_training, extra = load_config(args.checkpoint)
-    labelled = bool(extra.get("class_names")) and load_classifier(args.checkpoint) is None
-    if labelled:
-        split = load_split(vqvae_training.data, config.model.image_size, config.model.in_channels)
-        print("training the sample-scoring classifier on the train split ...")
-        train_classifier(args.checkpoint, split)
+        job = Job(args.checkpoint, evaluate=False, analyse=False, prior=prior)
+        outcome = run(job, _CommandLine(stop, args.checkpoint), stop)
+    if outcome.stopped:
+        return _stopped(stop, _saved_prior(outcome.prior), f"python -m vqvae train-prior {args.checkpoint} --resume")
     return 0
 
 
@@ -386,18 +408,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise VQVAEError("--n must be between 1 and 1024")
     import torch
 
-    from .checkpoint import codebook_fingerprint, load_checkpoint, load_codes, load_prior
+    from .checkpoint import codebook_fingerprint, load_checkpoint, load_codes
+    from .comparison import prior_named
     from .images import grid
-    from .prior import UniformPrior, UnigramPrior
 
     loaded = load_checkpoint(args.checkpoint)
-    codebook = codebook_fingerprint(loaded.model.quantizer.embedding)  # the weights are read once
-    codes = load_codes(args.checkpoint, loaded.config, codebook=codebook) if args.prior == "unigram" else None
-    prior = {
-        "learned": lambda: load_prior(args.checkpoint, codebook=codebook),
-        "unigram": lambda: UnigramPrior.fit(codes.train, loaded.model.num_embeddings),
-        "uniform": lambda: UniformPrior(loaded.model.num_embeddings, loaded.model.latent_shape),
-    }[args.prior]()
+    fingerprint = codebook_fingerprint(loaded.model.quantizer.embedding)  # the weights are read once
+    codes = load_codes(args.checkpoint, loaded.config, codebook=fingerprint) if args.prior == "unigram" else None
+    prior = prior_named(args.prior, args.checkpoint, loaded.config, fingerprint, None if codes is None else codes.train)
     labels = None
     classes = prior.config.num_classes if args.prior == "learned" else 0
     if classes:

@@ -59,7 +59,8 @@ def tile_size(model: VQVAE) -> int:
     return min(3 * cell, model.config.model.image_size)
 
 
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
+def uint8_tensor(x: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] as uint8, staying a tensor: (N, C, H, W) float -> (N, C, H, W) uint8."""
     return x.clamp(0, 1).mul(255).round().to(torch.uint8)
 
 
@@ -198,11 +199,11 @@ def analyse_model(model: VQVAE, test: Dataset, with_umap: bool = True) -> Analys
         projections=projections,
         usage=usage,
         usage_by_class=by_class,
-        tiles=to_uint8(code_tiles(model, test.images, indices, background)),
-        exemplars=to_uint8(exemplars),
+        tiles=uint8_tensor(code_tiles(model, test.images, indices, background)),
+        exemplars=uint8_tensor(exemplars),
         exemplar_count=found,
         nearest=nearest_codes(codebook),
-        images=to_uint8(test.images),
+        images=uint8_tensor(test.images),
         labels=test.labels,
         indices=indices,
         background_code=background,
@@ -274,10 +275,17 @@ def load_analysis(folder: Path, model: VQVAE) -> Analysis:
 def analyse_checkpoint(folder: str | Path, with_umap: bool = True) -> Analysis:
     """Compute and save a checkpoint folder's analysis on its data's held-out split."""
     loaded = ckpt.load_checkpoint(folder)
-    if loaded.train_config is None:
-        raise CheckpointError(f"{folder} does not say which data it was trained on, so it has no held-out split")
-    model_config = loaded.config.model
-    split = load_split(loaded.train_config.data, model_config.image_size, model_config.in_channels)
-    analysis = analyse_model(loaded.model, split.test, with_umap=with_umap)
+    analysis = analyse_loaded(loaded, with_umap)
     save_analysis(Path(folder), analysis, codebook=ckpt.codebook_fingerprint(loaded.model.quantizer.embedding))
     return analysis
+
+
+def analyse_loaded(loaded: ckpt.Checkpoint, with_umap: bool = True) -> Analysis:
+    """A loaded checkpoint's analysis on its data's held-out split, computed and not saved."""
+    if loaded.train_config is None:
+        raise CheckpointError(
+            f"{loaded.path} does not say which data it was trained on, so it has no held-out split"
+        )
+    model_config = loaded.config.model
+    split = load_split(loaded.train_config.data, model_config.image_size, model_config.in_channels)
+    return analyse_model(loaded.model, split.test, with_umap=with_umap)

@@ -1,13 +1,6 @@
 """The checkpoint folder: save, load and validate (see DESIGN.md, "A checkpoint folder").
 
-    config.json           settings to rebuild every module, plus the format version
-    vqvae.safetensors     the VQ-VAE weights and buffers
-    train_state.safetensors  everything a resume needs, in one file: weights, optimiser, RNG
-    history.json          training curves
-    metrics.json          what `python -m vqvae evaluate` measured
-    codes.safetensors     the code grids (and labels) of the train and test splits
-    prior.safetensors     the learned prior; prior_train_state / prior_history as above
-
+The names of its files are in files.py (each with what it holds), and re-exported here.
 Weights are safetensors and settings JSON, so loading a folder can never run code.
 Every file is written atomically (atomic.py: temp file in the same folder, fsync,
 os.replace, fsync the folder), so a crash leaves either the old file or the new one,
@@ -37,8 +30,12 @@ from .config import (
     vqvae_config_from_dict,
 )
 from .errors import CheckpointError
+from .files import ANALYSIS as ANALYSIS  # re-exported, as every file name is
+from .files import CLASSIFIER as CLASSIFIER
+from .files import CLASSIFIER_HISTORY as CLASSIFIER_HISTORY
+from .files import CLASSIFIER_STATE as CLASSIFIER_STATE
 from .files import CODES, CONFIG, HISTORY, METRICS, PRIOR, TRAIN_STATE, WEIGHTS
-from .files import PRIOR_HISTORY as PRIOR_HISTORY  # re-exported, as every file name is
+from .files import PRIOR_HISTORY as PRIOR_HISTORY
 from .files import PRIOR_STATE as PRIOR_STATE
 from .model import VQVAE
 from .prior import GatedPixelCNN

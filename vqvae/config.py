@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 QUANTIZER_UPDATES = ("ema", "loss")
-PRIORS = ("uniform", "unigram", "learned")  # the priors over code grids the app compares (section 3.2)
+PRIORS = ("uniform", "unigram", "learned")  # the priors over code grids the app compares (section 3.3)
 CODEBOOK_INITS = ("uniform", "samples", "kmeans")
 
 
@@ -165,6 +165,26 @@ class TrainConfig:
         _check(0 <= self.seed < 2**31, "seed must be between 0 and 2^31 - 1")
         _check(self.log_every >= 1, "log_every must be >= 1")
         _check(self.save_every >= 1, "save_every must be >= 1")
+
+
+# How a prior and the sample-scoring classifier train, from the command line and the app alike
+PRIOR_MINUTES = 5.0  # unless steps or minutes are given
+PRIOR_BATCH_SIZE = 128  # code grids per step
+PRIOR_LEARNING_RATE = 1e-3
+CLASSIFIER_STEPS = 1500  # batches of 128 images, shifted by up to 2 pixels
+
+
+def prior_training(data: str, seed: int = 0, **given: Any) -> TrainConfig:
+    """How a prior fits the code grids of a VQ-VAE trained on `data`: the defaults above, with the
+    settings given (TrainConfig fields; steps and minutes replace PRIOR_MINUTES) on top."""
+    length = {"minutes": PRIOR_MINUTES} if given.get("steps") is None and given.get("minutes") is None else {}
+    defaults = {"batch_size": PRIOR_BATCH_SIZE, "learning_rate": PRIOR_LEARNING_RATE}
+    return TrainConfig(data=data, seed=seed, **(defaults | length | given))
+
+
+def classifier_training(steps: int = CLASSIFIER_STEPS, seed: int = 0) -> TrainConfig:
+    """How the sample-scoring classifier trains on the train split (its images come with the call)."""
+    return TrainConfig(data="", steps=steps, batch_size=128, learning_rate=1e-3, seed=seed, save_every=steps)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

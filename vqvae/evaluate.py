@@ -10,12 +10,11 @@ import torch
 
 from . import checkpoint as ckpt
 from .classifier import load_classifier, score
-from .config import VQVAEConfig
+from .comparison import priors_to_compare
 from .data import Dataset, load_split
 from .errors import CheckpointError
-from .metrics import mse, perplexity, psnr_db, ssim
+from .metrics import bits_per_latent, mse, perplexity, psnr_db, ssim
 from .model import VQVAE
-from .prior import Prior, UniformPrior, UnigramPrior
 
 
 @torch.inference_mode()
@@ -57,32 +56,6 @@ def reconstruction_pairs(model: VQVAE, data: Dataset, n: int) -> torch.Tensor:
     return torch.cat([x, model.decode_indices(model.encode(x)).clamp(0, 1)])
 
 
-def priors(folder: Path, train_codes: torch.Tensor, config: VQVAEConfig, codebook: str) -> dict[str, Prior]:
-    """The priors compared everywhere: uniform, unigram (frequencies of `train_codes` (N, h, w)), and the
-    learned one when the folder has it (made from the codebook with this fingerprint)."""
-    k = config.quantizer.num_embeddings
-    found: dict[str, Prior] = {
-        "uniform": UniformPrior(k, config.latent_shape),
-        "unigram": UnigramPrior.fit(train_codes, k),
-    }
-    if (Path(folder) / ckpt.PRIOR).exists():
-        found["learned"] = ckpt.load_prior(folder, codebook=codebook)
-    return found
-
-
-@torch.inference_mode()
-def bits_per_latent(prior: Prior, indices: torch.Tensor, labels: torch.Tensor | None) -> float:
-    """Mean -log2 p(z) per latent over grids (N, h, w)."""
-    h, w = indices.shape[1:]
-    nats = torch.cat(
-        [
-            -prior.log_prob(indices[i : i + 500], None if labels is None else labels[i : i + 500])
-            for i in range(0, len(indices), 500)
-        ]
-    )
-    return float(nats.mean()) / (h * w * math.log(2))
-
-
 def prior_metrics(
     folder: Path, model: VQVAE, test: Dataset, samples_per_class: int = 20, seed: int = 0
 ) -> dict[str, Any]:
@@ -90,7 +63,7 @@ def prior_metrics(
     codebook = ckpt.codebook_fingerprint(model.quantizer.embedding)
     codes = ckpt.load_codes(folder, model.config, codebook=codebook)
     h, w = model.latent_shape
-    compared = priors(folder, codes.train, model.config, codebook)
+    compared = priors_to_compare(folder, model.config, codes.train, codebook)
     conditional = compared["learned"].config.num_classes > 0
     result: dict[str, Any] = {}
     for name, prior in compared.items():

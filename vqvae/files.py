@@ -1,6 +1,7 @@
-"""The names of the files in a checkpoint folder (DESIGN.md, "A checkpoint folder").
+"""The names of the files in a checkpoint folder (DESIGN.md, "A checkpoint folder"), all of them.
 
-Apart from checkpoint.py, which reads and writes them, code that only needs to know
+Weights are safetensors and settings JSON, so loading a folder never runs code. Apart from
+checkpoint.py, which reads and writes them (and re-exports these names), code that only needs to know
 whether a folder holds a checkpoint (the app's picker, the run manager) imports these
 names from here, which costs nothing at start-up (no torch).
 """
@@ -14,4 +15,7 @@ CODES = "codes.safetensors"  # the code grids (and labels) of the train and test
 PRIOR = "prior.safetensors"  # the learned prior
 PRIOR_STATE = "prior_train_state.safetensors"
 PRIOR_HISTORY = "prior_history.json"
+CLASSIFIER = "classifier.safetensors"  # the small CNN that scores decoded samples
+CLASSIFIER_STATE = "classifier_train_state.safetensors"
+CLASSIFIER_HISTORY = "classifier_history.json"
 ANALYSIS = "analysis.safetensors"  # what `python -m vqvae analyse` computed for the app

@@ -1,4 +1,5 @@
-"""Measures of a VQ-VAE: reconstruction error (MSE, PSNR, SSIM) and code usage.
+"""Measures of a VQ-VAE: reconstruction error (MSE, PSNR, SSIM), code usage, and how well a prior
+predicts code grids.
 
 perplexity = exp(-sum_k p_k log p_k) of the code-usage distribution: K when all
 codes are used evenly, 1 when the codebook has collapsed to a single code.
@@ -7,9 +8,13 @@ codes are used evenly, 1 when the codebook has collapsed to a single code.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from .prior import Prior
 
 
 def perplexity(counts: torch.Tensor) -> torch.Tensor:
@@ -56,3 +61,16 @@ def ssim(x_hat: torch.Tensor, x: torch.Tensor, window_size: int = 11, sigma: flo
     cov = blur(x_hat * x) - mu_x * mu_y
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return ssim_map.flatten(1).mean(1)
+
+
+@torch.inference_mode()
+def bits_per_latent(prior: Prior, indices: torch.Tensor, labels: torch.Tensor | None) -> float:
+    """Mean -log2 p(z) per latent over grids (N, h, w)."""
+    h, w = indices.shape[1:]
+    nats = torch.cat(
+        [
+            -prior.log_prob(indices[i : i + 500], None if labels is None else labels[i : i + 500])
+            for i in range(0, len(indices), 500)
+        ]
+    )
+    return float(nats.mean()) / (h * w * math.log(2))

@@ -25,8 +25,9 @@ import torch
 
 from . import checkpoint as ckpt
 from .atomic import remove_stale_temp_files
+from .classifier import Classifier
 from .codes import extract_codes
-from .config import PriorConfig, TrainConfig, VQVAEConfig, to_dict
+from .config import CLASSIFIER_STEPS, PriorConfig, TrainConfig, VQVAEConfig, classifier_training, to_dict
 from .data import Split, load_split, random_shift
 from .errors import CheckpointError, TrainingError
 from .model import VQVAE
@@ -409,3 +410,39 @@ def train_prior(
     return train_loop(
         task, train_config, folder, resume=resume and saved, on_event=on_event, should_stop=should_stop
     )
+
+
+class ClassifierTask(Task):
+    """Batches of shifted training images and their labels, and the cross-entropy of the classifier."""
+
+    weights_file = ckpt.CLASSIFIER
+    state_file = ckpt.CLASSIFIER_STATE
+    history_file = ckpt.CLASSIFIER_HISTORY
+
+    def __init__(self, model: Classifier, split: Split, config: TrainConfig):
+        self.model, self.images, self.labels = model, split.train.images, split.train.labels
+        self.sampler = EpochSampler(len(self.images), config.batch_size, config.seed)
+        self.seed = config.seed
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self.sampler.rows(step)
+        return random_shift(self.images[rows], 2, self.seed, step), self.labels[rows]
+
+    def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        x, y = batch
+        loss = torch.nn.functional.cross_entropy(self.model(x), y)
+        return loss, {"loss": loss.item()}
+
+    def save_weights(self, folder: Path, step: int, elapsed_s: float) -> None:
+        ckpt.write_tensors(folder / self.weights_file, self.model.state_dict(), {"step": str(step)})
+
+
+def train_classifier(folder: Path, split: Split, steps: int = CLASSIFIER_STEPS, seed: int = 0) -> Classifier:
+    """Train the sample-scoring classifier on the train split (labels required) and save it beside the checkpoint."""
+    c, size = split.train.images.shape[1], split.train.images.shape[-1]
+    config = classifier_training(steps, seed)
+    torch.manual_seed(seed)  # its first weights too, not only its dropout and batches
+    model = Classifier(c, size, len(split.train.class_names))
+    train_loop(ClassifierTask(model, split, config), config, Path(folder))
+    ckpt.update_config(folder, classifier={"in_channels": c, "image_size": size, "num_classes": model.shape[2]})
+    return model.eval()

@@ -23,8 +23,8 @@ import torch
 from PIL import Image
 
 from .. import checkpoint as ckpt
+from ..app.inputs import read_image
 from ..errors import VQVAEError
-from ..inputs import read_image
 
 Breakage = Callable[[Path], None]
 

@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results.json"
-APP_LATENCY = ROOT / "scripts" / "app_latency.py"
 
 
 @dataclass
@@ -51,7 +50,7 @@ class BenchConfig:
     prior_repeats: int = 10
     refusal_repeats: int = 5  # each broken checkpoint and image bomb refused this many times
     memory_steps: int = 20
-    app: bool = True  # run scripts/app_latency.py and merge its results under "app"
+    app: bool = True  # measure the app (bench/app.py, a child process) and merge its results under "app"
     app_repeats: int | None = None  # None: the script's own default
     quick: bool = False
 
@@ -145,9 +144,9 @@ def measure_training(config: BenchConfig) -> dict[str, Any]:
 
 
 def measure_app(config: BenchConfig) -> dict[str, Any]:
-    """scripts/app_latency.py in a child process: cold start, the first answer, each endpoint's
+    """bench/app.py in a child process: cold start, the first answer, each endpoint's
     p50 / p95 one call at a time and with 10 clients at once, and the server's peak memory."""
-    command = [sys.executable, str(APP_LATENCY), "--json"]
+    command = [sys.executable, "-m", "vqvae.bench.app", "--json"]
     if config.app_repeats is not None:
         command += ["--repeats", str(config.app_repeats)]
     if config.quick:

@@ -7,7 +7,10 @@ Beside the serial figures, the same calls over Gradio's plain HTTP API (POST
 gradio_client's polling (its message loop sleeps 50 ms at a time). The edit needs a session's
 state, so it has no HTTP figure.
 
-    python scripts/app_latency.py [--repeats 40] [--clients 10] [--json]
+    python -m vqvae.bench.app [--repeats 40] [--clients 10] [--json]
+
+`python -m vqvae bench` runs it in a child process. It starts `python app.py` as a user would and
+talks to it over loopback only: the library never imports the app.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT = "checkpoints/mnist"
 CALLS = {  # endpoint -> arguments; seeds and indices vary per call so no answer is a cached file
     "reconstruct": ("/reconstruct_heldout", lambda i: (CHECKPOINT, i % 500)),

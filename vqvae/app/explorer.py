@@ -18,15 +18,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import checkpoint as ckpt
-from .analysis import Analysis, analyse_checkpoint, load_analysis
-from .errors import InputError
-from .evaluate import bits_per_latent, priors
-from .files import ANALYSIS
-from .images import to_uint8
+from .. import checkpoint as ckpt
+from ..analysis import Analysis, analyse_loaded, load_analysis
+from ..comparison import priors_to_compare
+from ..errors import InputError
+from ..files import ANALYSIS
+from ..images import to_uint8
+from ..metrics import bits_per_latent, perplexity, psnr_db
+from ..prior import Prior
+from .forms import whole_number
 from .inputs import fit_image
-from .metrics import perplexity, psnr_db
-from .prior import Prior
 
 MAX_SAMPLES = 64
 _BESIDE = ThreadPoolExecutor(max_workers=2, thread_name_prefix="explorer-beside")  # work beside a request
@@ -78,17 +79,6 @@ class Sheet:
     cell: int  # pixels per tile including the 1-pixel gap
 
 
-def _whole(value: Any, what: str) -> int:
-    """A whole number from a request (3, 3.0, "3", numpy scalars), else InputError: 1.5 is never read as 1."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise InputError(f"{what} must be a whole number; got {value!r}") from None
-    if not number.is_integer():
-        raise InputError(f"{what} must be a whole number; got {value!r}")
-    return int(number)
-
-
 class Explorer:
     """One checkpoint folder, loaded for interactive use (thread-safe reads)."""
 
@@ -98,8 +88,8 @@ class Explorer:
         self.model = self.checkpoint.model.eval()
         if (self.folder / ANALYSIS).exists():
             self.analysis: Analysis = load_analysis(self.folder, self.model)
-        else:
-            self.analysis = analyse_checkpoint(self.folder, with_umap=False)
+        else:  # computed for this session, never written: opening a folder leaves it as it was
+            self.analysis = analyse_loaded(self.checkpoint, with_umap=False)
         self.priors = self._load_priors()
 
     # --- what the checkpoint is -----------------------------------------------------------
@@ -138,7 +128,7 @@ class Explorer:
         codebook = ckpt.codebook_fingerprint(self.model.quantizer.embedding)
         has_codes = (self.folder / ckpt.CODES).exists()  # else the unigram prior counts the held-out codes
         train = ckpt.load_codes(self.folder, config, codebook=codebook).train if has_codes else self.analysis.indices
-        return priors(self.folder, train, config, codebook)
+        return priors_to_compare(self.folder, config, train, codebook)
 
     @functools.cached_property
     def heldout_bits(self) -> dict[str, float]:
@@ -169,7 +159,7 @@ class Explorer:
         return self.class_names[label] if 0 <= label < len(self.class_names) else ""
 
     def _heldout_index(self, index: int) -> int:
-        number = _whole(index, "a held-out image number")
+        number = whole_number(index, "a held-out image number", InputError)
         if not 0 <= number < self.heldout_count:
             raise InputError(f"held-out image {index} does not exist; choose 0 to {self.heldout_count - 1}")
         return number
@@ -210,7 +200,7 @@ class Explorer:
         return grid[None]
 
     def check_code(self, code: Any) -> int:
-        number = None if code is None else _whole(code, "a code")
+        number = None if code is None else whole_number(code, "a code", InputError)
         if number is None or not 0 <= number < self.num_embeddings:
             raise InputError(f"code {code} does not exist; choose 0 to {self.num_embeddings - 1}")
         return number
@@ -236,7 +226,7 @@ class Explorer:
     def set_code(self, indices: Any, row: int, col: int, code: int) -> np.ndarray:
         grid = self.check_indices(indices)[0].numpy().copy()
         h, w = self.latent_shape
-        r, c = _whole(row, "a row"), _whole(col, "a column")
+        r, c = whole_number(row, "a row", InputError), whole_number(col, "a column", InputError)
         if not (0 <= r < h and 0 <= c < w):
             raise InputError(f"position ({row}, {col}) is outside the {h}x{w} grid")
         grid[r, c] = self.check_code(code)
@@ -322,7 +312,7 @@ class Explorer:
         On a class-conditional checkpoint, label None ("any class") draws one class per sample
         from `seed`: the learned prior, and the bits it assigns to any prior's grids, need one.
         """
-        n = _whole(n, "the number of samples")
+        n = whole_number(n, "the number of samples", InputError)
         if not 1 <= n <= MAX_SAMPLES:
             raise InputError(f"draw between 1 and {MAX_SAMPLES} samples")
         try:
@@ -331,7 +321,7 @@ class Explorer:
             raise InputError(f"temperature must be a number; got {temperature!r}") from None
         if not (math.isfinite(temperature) and 0 <= temperature <= 10):
             raise InputError("temperature must be between 0 and 10")
-        seed = _whole(seed, "the seed")
+        seed = whole_number(seed, "the seed", InputError)
         if not -(2**63) <= seed < 2**64:  # what torch.Generator.manual_seed takes
             raise InputError("the seed is too large")
         if not self.conditional:
@@ -339,7 +329,7 @@ class Explorer:
         classes = self.priors["learned"].config.num_classes
         if label is None:
             return n, temperature, seed, torch.randint(classes, (n,), generator=torch.Generator().manual_seed(seed))
-        number = _whole(label, "a class")
+        number = whole_number(label, "a class", InputError)
         if not 0 <= number < classes:
             raise InputError(f"class {label} does not exist; choose 0 to {classes - 1}")
         return n, temperature, seed, torch.full((n,), number, dtype=torch.int64)
@@ -356,10 +346,10 @@ class Explorer:
     def _draw(self, names: list[str], n: Any, label: Any, temperature: Any, seed: Any) -> dict[str, Samples]:
         """Sample each named prior, decode the grids and score them under the judge prior.
 
-        The learned prior scores its own grids as it draws them, the slow part (30-45 ms for 16
-        grids, thousands of small steps), so this thread starts on it at once; meanwhile a second
-        thread draws the other priors' grids, scores them in one batch (one pass of the learned
-        prior, 27-39 ms for 32 grids) and decodes them, on the other core.
+        The learned prior scores its own grids as it draws them, the slow part (thousands of small
+        steps), so this thread starts on it at once; meanwhile a second thread draws the other
+        priors' grids, scores them in one batch (one pass of the learned prior) and decodes them,
+        on the other core.
         """
         n, temperature, seed, labels = self._check_sampling(n, label, temperature, seed)
         options = {"temperature": temperature, "seed": seed}
@@ -380,7 +370,7 @@ class Explorer:
         with torch.inference_mode():  # per thread: this runs beside the request's own thread
             grids = [self.priors[name].sample(n, **options) for name in names]
             every = None if labels is None else labels.repeat(len(names))
-            log_p = self.priors[self._judge].log_prob(torch.cat(grids), every).reshape(len(names), n)
+            log_p = self.priors[self.judge].log_prob(torch.cat(grids), every).reshape(len(names), n)
             return {name: self._samples(name, g, log_p[p]) for p, (name, g) in enumerate(zip(names, grids))}
 
     def _samples(self, name: str, grids: torch.Tensor, log_p: torch.Tensor) -> Samples:
@@ -390,7 +380,7 @@ class Explorer:
         return Samples(name, images, grids.numpy(), float(-log_p.mean() / (h * w * math.log(2))))
 
     @property
-    def _judge(self) -> str:
+    def judge(self) -> str:
         """The prior that scores every sample: the learned one, else the unigram one."""
         return "learned" if "learned" in self.priors else "unigram"
 
@@ -414,9 +404,9 @@ class Explorer:
 
 
 def use_threads(threads: int) -> None:
-    """Intra-op threads for each request. The app's requests are small: measured on 2 cores, one
-    thread per request drew 16 samples faster inside the server (317 ms vs 458 ms with two) and
-    leaves the other core to a second, concurrent request."""
+    """Intra-op threads for each request. The app's requests are small: one thread per request
+    draws samples faster inside the server than two (the bench measures it) and leaves the other
+    core to a second, concurrent request."""
     torch.set_num_threads(max(1, int(threads)))
 
 

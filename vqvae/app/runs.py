@@ -1,8 +1,8 @@
 """Training runs started from the app: one background process at a time, watched through a queue.
 
-A run does what `python -m vqvae train` and `train-prior` do, in order (pipeline.py: the
-VQ-VAE, evaluate, analyse, the prior), in a spawned child process, so the app's threads and
-torch state never leak into it, and the app itself never imports torch to start one.
+A run does what `python -m vqvae train` and `train-prior` do, in order (jobs.py: the VQ-VAE,
+evaluate, analyse, the prior), in a spawned child process (run_child.py), so the app's threads
+and torch state never leak into it, and the app itself never imports torch to start one.
 
 The child reports every `TrainEvent` as a small dict on a `multiprocessing.Queue` and reads
 a `multiprocessing.Event` as its `should_stop`, so a stop lands after the current step and
@@ -16,12 +16,10 @@ loads. The parent side, `RunManager`, folds the queue into a `RunStatus` on each
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
 import multiprocessing
-import numbers
 import re
 import threading
 from dataclasses import dataclass, field
@@ -31,38 +29,25 @@ from pathlib import Path
 from queue import Empty
 from typing import Any
 
-from .atomic import remove_stale_temp_files
-from .config import TrainConfig, VQVAEConfig, preset, to_dict
-from .errors import DataError, TrainingError
-from .files import CONFIG, HISTORY, TRAIN_STATE, WEIGHTS
-from .sources import check_source
+from ..config import CLASSIFIER_STEPS, PRIOR_MINUTES, TrainConfig, VQVAEConfig, preset, prior_training, to_dict
+from ..errors import DataError, TrainingError
+from ..sources import check_source
+from .forms import number, whole_number
+from .run_child import forget_unfinished, run_job
 
 log = logging.getLogger(__name__)
 
 STATES = ("idle", "running", "stopping", "finished", "stopped", "failed")
 ACTIVE = ("running", "stopping")
-PHASES = ("vqvae", "evaluate", "analyse", "prior", "done")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
-PRIOR_BATCH_SIZE = 128  # as `python -m vqvae train-prior`
-PRIOR_LEARNING_RATE = 1e-3  # as `python -m vqvae train-prior`
-CLASSIFIER_STEPS = 1500  # as `train_classifier`
 
 
 def _whole(name: str, value: Any) -> int | None:
-    """An int from a form value (the browser sends 32.0 for 32); None stays None."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value).is_integer():
-        raise TrainingError(f"{name} must be a whole number, not {value!r}")
-    return int(value)
+    return None if value is None else whole_number(value, name, TrainingError)
 
 
 def _number(name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TrainingError(f"{name} must be a number, not {value!r}")
-    return float(value)
+    return None if value is None else number(value, name, TrainingError)
 
 
 @dataclass
@@ -80,7 +65,7 @@ class RunSettings:
     learning_rate: float | None = None
     batch_size: int | None = None
     seed: int = 0
-    prior_minutes: float = 2.0  # 0: no prior
+    prior_minutes: float = PRIOR_MINUTES  # 0: no prior
     classifier_steps: int = CLASSIFIER_STEPS  # 0: no sample-scoring classifier
     with_umap: bool = True  # UMAP adds ~30 s to the analysis; PCA is always there
 
@@ -143,13 +128,7 @@ def plan_run(settings: RunSettings) -> RunPlan:
         )
         prior_train = None
         if settings.prior_minutes > 0:
-            prior_train = TrainConfig(
-                data=train.data,
-                minutes=settings.prior_minutes,
-                batch_size=PRIOR_BATCH_SIZE,
-                learning_rate=PRIOR_LEARNING_RATE,
-                seed=train.seed,
-            )
+            prior_train = prior_training(train.data, train.seed, minutes=settings.prior_minutes)
         check_source(train.data, train.batch_size)
     except ValueError as error:
         raise TrainingError(f"bad setting: {error}") from error
@@ -165,7 +144,7 @@ class RunStatus:
     state: str = "idle"  # one of STATES
     name: str = ""
     folder: Path | None = None  # runs_dir / name
-    phase: str = ""  # one of PHASES; "" when idle
+    phase: str = ""  # one of jobs.PHASES; "" when idle
     progress: float = 0.0  # 0..1 of the current phase
     step: int = 0  # training step of the current (or last) training phase
     elapsed_s: float = 0.0  # training time of the current (or last) training phase
@@ -176,25 +155,6 @@ class RunStatus:
     @property
     def active(self) -> bool:
         return self.state in ACTIVE
-
-
-def forget_unfinished(folder: Path) -> None:
-    """A run that never saved weights leaves no folder behind to clutter the checkpoint picker."""
-    if (folder / WEIGHTS).exists():
-        return
-    written = (CONFIG, HISTORY, TRAIN_STATE)  # what a run writes before its first weights
-    remove_stale_temp_files(folder, (*written, WEIGHTS))
-    with contextlib.suppress(OSError):
-        for name in written:
-            (folder / name).unlink(missing_ok=True)
-        folder.rmdir()  # only when empty: nothing this run did not write is ever removed
-
-
-def _child_main(job: dict[str, Any], queue: multiprocessing.Queue, stop: StopEvent) -> None:
-    """Entry point of the spawned process. The pipeline (and torch) is imported only there."""
-    from .pipeline import run_job
-
-    run_job(job, queue, stop)
 
 
 # ---------------------------------------------------------------- the parent side
@@ -242,7 +202,7 @@ class RunManager:
             }
             queue, stop = self._context.Queue(), self._context.Event()
             process = self._context.Process(
-                target=_child_main, args=(job, queue, stop), name=f"vqvae-run-{settings.name}", daemon=True
+                target=run_job, args=(job, queue, stop), name=f"vqvae-run-{settings.name}", daemon=True
             )
             status = RunStatus("running", settings.name, folder, "vqvae", message="starting the training process")
             process.start()

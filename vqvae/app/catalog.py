@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CheckpointError
-from .files import CONFIG, WEIGHTS
+from ..errors import CheckpointError
+from ..files import CONFIG, WEIGHTS
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,36 @@
+"""The priors a checkpoint is compared under, everywhere (evaluate, the app, `sample`): the uniform
+prior the VQ-VAE trains with, the unigram prior of its training codes, and the learned prior
+when the folder has one (van den Oord et al. 2017, sections 3.1 and 3.3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from . import checkpoint as ckpt
+from .config import PRIORS, VQVAEConfig
+from .prior import Prior, UniformPrior, UnigramPrior
+
+
+def priors_to_compare(
+    folder: Path, config: VQVAEConfig, train_indices: torch.Tensor, fingerprint: str
+) -> dict[str, Prior]:
+    """uniform, unigram (the code frequencies of `train_indices` (N, h, w)) and, when the folder has it,
+    learned (made from the codebook with this fingerprint), in that order."""
+    names = PRIORS if (Path(folder) / ckpt.PRIOR).exists() else PRIORS[:2]
+    return {name: prior_named(name, folder, config, fingerprint, train_indices) for name in names}
+
+
+def prior_named(
+    name: str, folder: Path, config: VQVAEConfig, fingerprint: str, train_indices: torch.Tensor | None = None
+) -> Prior:
+    """One of PRIORS; the unigram prior needs the training codes (N, h, w)."""
+    k = config.quantizer.num_embeddings
+    if name == "uniform":
+        return UniformPrior(k, config.latent_shape)
+    if name == "unigram":
+        return UnigramPrior.fit(train_indices, k)
+    if name == "learned":
+        return ckpt.load_prior(folder, codebook=fingerprint)
+    raise ValueError(f"unknown prior {name!r}; choose one of {PRIORS}")

@@ -1,0 +1,150 @@
+"""The pipeline, written once: the steps from data to a folder every page can open.
+
+    vqvae       train the VQ-VAE into the folder (section 3.2, equation 3)
+    evaluate    held-out metrics -> metrics.json
+    analyse     the codebook's projections, usage and tiles -> analysis.safetensors
+    prior       fit the gated PixelCNN to the code grids (section 3.3), class-conditional
+                when the data is labelled; then the classifier that scores its samples
+    evaluate    again, with the priors
+
+`python -m vqvae train` runs the first three, `train-prior` the prior, and the app's background
+run all of them; each reports through a `Progress`. A run stopped in its VQ-VAE phase ends there,
+or (`finish_when_stopped`, the app's runs) is still evaluated and analysed (PCA only, seconds),
+so that every page can open what it kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import checkpoint as ckpt
+from .analysis import Analysis, analyse_checkpoint
+from .classifier import load_classifier
+from .config import CLASSIFIER_STEPS, TrainConfig, VQVAEConfig
+from .data import load_split
+from .evaluate import evaluate_checkpoint
+from .train import EventCallback, TrainResult, grid_count, train_classifier, train_prior, train_vqvae
+
+PHASES = ("vqvae", "evaluate", "analyse", "prior", "done")
+
+
+@dataclass
+class PriorJob:
+    """How the prior step goes."""
+
+    train: TrainConfig  # config.prior_training(...) for the defaults; ignored on resume (the folder's own)
+    settings: dict[str, Any] = field(default_factory=dict)  # PriorConfig fields beyond K and the grid
+    conditional: bool | None = None  # None: class-conditional exactly when the data is labelled
+    resume: bool = False
+    classifier_steps: int = CLASSIFIER_STEPS  # 0: no sample-scoring classifier
+    fit_batch: bool = False  # a batch larger than the code grids shrinks to them (a small folder of images)
+
+
+@dataclass
+class Job:
+    """Which steps run on one folder, and how."""
+
+    folder: Path
+    vqvae: VQVAEConfig | None = None  # None: the folder's VQ-VAE is trained already
+    train: TrainConfig | None = None
+    resume: bool = False  # continue the VQ-VAE run saved in the folder
+    evaluate: bool = True
+    analyse: bool = True
+    with_umap: bool = True  # UMAP beside PCA in the analysis (numba's first fit takes a while)
+    prior: PriorJob | None = None
+    finish_when_stopped: bool = False  # a stopped VQ-VAE is still evaluated and analysed
+
+
+class Progress:
+    """What a job reports; the command line and the app's run each show it their own way."""
+
+    def phase(self, phase: str, note: str) -> None:
+        """A step begins."""
+
+    def events(self, phase: str) -> EventCallback:
+        """The training events of a step's loop."""
+        return lambda event: None
+
+    def done(self, phase: str, result: Any) -> None:
+        """A step ended with its result: a TrainResult, the metrics dict or the Analysis."""
+
+
+@dataclass
+class Outcome:
+    stopped: bool
+    vqvae: TrainResult | None = None
+    prior: TrainResult | None = None
+    metrics: dict[str, Any] | None = None  # the last evaluation's
+    analysis: Analysis | None = None
+
+
+def run(job: Job, progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> Outcome:
+    """Run the job's steps in order. A stop ends the current step's loop (which saves) and the steps
+    after it, but for the evaluation and analysis that `finish_when_stopped` keeps."""
+    progress = progress or Progress()
+    stopped = should_stop or (lambda: False)
+    outcome = Outcome(stopped=False)
+
+    def halted() -> bool:
+        outcome.stopped = stopped()
+        return outcome.stopped and not job.finish_when_stopped
+
+    if job.vqvae is not None and job.train is not None:
+        progress.phase("vqvae", f"training the VQ-VAE on {job.train.data}")
+        outcome.vqvae = train_vqvae(
+            job.vqvae, job.train, job.folder, resume=job.resume, on_event=progress.events("vqvae"), should_stop=stopped
+        )
+        progress.done("vqvae", outcome.vqvae)
+    if job.evaluate and not halted():
+        outcome.metrics = _evaluate(job.folder, progress, "measuring the VQ-VAE on the held-out split")
+    if job.analyse and not halted():
+        with_umap = job.with_umap and not stopped()
+        progress.phase("analyse", "projecting the codebook" + (" (PCA and UMAP)" if with_umap else " (PCA)"))
+        outcome.analysis = analyse_checkpoint(job.folder, with_umap=with_umap)
+        progress.done("analyse", outcome.analysis)
+    if job.prior is not None and not stopped():
+        outcome.prior = _prior(job.folder, job.prior, progress, stopped)
+        if job.evaluate and not halted():
+            note = "measuring the VQ-VAE and its priors on the held-out split"
+            outcome.metrics = _evaluate(job.folder, progress, note)
+    halted()
+    return outcome
+
+
+def _evaluate(folder: Path, progress: Progress, note: str) -> dict[str, Any]:
+    progress.phase("evaluate", note)
+    metrics = evaluate_checkpoint(folder)
+    progress.done("evaluate", metrics)
+    return metrics
+
+
+def _prior(folder: Path, job: PriorJob, progress: Progress, stopped: Callable[[], bool]) -> TrainResult:
+    """The prior, then (labelled data, none yet) the classifier that scores its samples."""
+    config, vqvae_training, extra = ckpt.load_config(folder)
+    labelled = bool(extra.get("class_names"))
+    conditional = labelled if job.conditional is None else job.conditional
+    training, grids = job.train, grid_count(extra, vqvae_training)
+    if job.fit_batch and 0 < grids < training.batch_size:
+        training = dataclasses.replace(training, batch_size=grids)
+    kind = "class-conditional" if conditional else "unconditional"
+    length = f"{training.minutes:g} min" if training.steps is None else f"{training.steps} steps"
+    progress.phase("prior", f"training the {kind} PixelCNN prior" + ("" if job.resume else f" for {length}"))
+    result = train_prior(
+        folder,
+        training,
+        conditional=conditional,
+        settings=job.settings,
+        resume=job.resume,
+        on_event=progress.events("prior"),
+        should_stop=stopped,
+    )
+    progress.done("prior", result)
+    if labelled and job.classifier_steps and not stopped() and load_classifier(folder) is None:
+        progress.phase("classifier", "training the classifier that scores the prior's samples")
+        split = load_split(vqvae_training.data, config.model.image_size, config.model.in_channels)
+        progress.done("classifier", train_classifier(folder, split, steps=job.classifier_steps))
+    return result
