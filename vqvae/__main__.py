@@ -24,7 +24,7 @@ from .config import (
     PRIOR_MINUTES,
     TrainConfig,
     VQVAEConfig,
-    preset,
+    preset_with,
     prior_training,
 )
 from .errors import VQVAEError
@@ -230,7 +230,7 @@ def _progress_bar() -> Callable[[TrainEvent], None]:
 
 QUANTIZER_FLAGS = ("num_embeddings", "embedding_dim", "update", "init", "dead_code_steps", "dead_code_usage", "cosine")
 MODEL_FLAGS = ("hidden_channels",)
-TRAIN_FLAGS = ("data", "batch_size", "learning_rate", "seed", "save_every")
+TRAIN_FLAGS = ("data", "batch_size", "learning_rate", "seed", "save_every", "steps", "minutes")
 
 
 def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
@@ -248,12 +248,14 @@ def _run_settings(args: argparse.Namespace) -> tuple[VQVAEConfig, TrainConfig]:
         if train_config is None:
             raise VQVAEError(f"{args.out} has no training settings to resume")
         return config, dataclasses.replace(train_config, **_given(args, ("steps", "minutes")))
-    chosen = preset(args.preset)
-    config = VQVAEConfig(
-        model=dataclasses.replace(chosen.vqvae.model, **_given(args, MODEL_FLAGS)),
-        quantizer=dataclasses.replace(chosen.vqvae.quantizer, **_given(args, QUANTIZER_FLAGS)),
+    flags = {name: getattr(args, name) for name in (*MODEL_FLAGS, *QUANTIZER_FLAGS, *TRAIN_FLAGS)}
+    chosen = preset_with(
+        args.preset,
+        model={name: flags[name] for name in MODEL_FLAGS},
+        quantizer={name: flags[name] for name in QUANTIZER_FLAGS},
+        train={name: flags[name] for name in TRAIN_FLAGS},
     )
-    return config, dataclasses.replace(chosen.train, **_given(args, TRAIN_FLAGS), **_length(args))
+    return chosen.vqvae, chosen.train
 
 
 def _length(args: argparse.Namespace) -> dict:

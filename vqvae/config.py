@@ -281,3 +281,22 @@ def preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name]()
+
+
+def preset_with(name: str, model: dict[str, Any], quantizer: dict[str, Any], train: dict[str, Any]) -> Preset:
+    """A named preset with settings on top, the ones given as None left out. The training length is one
+    setting: steps or minutes given (either) replace the preset's steps and minutes (both)."""
+
+    def given(settings: dict[str, Any]) -> dict[str, Any]:
+        return {name: value for name, value in settings.items() if value is not None}
+
+    chosen = preset(name)
+    length = {"steps": train.get("steps"), "minutes": train.get("minutes")}
+    training = given(train) | (length if any(v is not None for v in length.values()) else {})
+    return Preset(
+        vqvae=VQVAEConfig(
+            model=dataclasses.replace(chosen.vqvae.model, **given(model)),
+            quantizer=dataclasses.replace(chosen.vqvae.quantizer, **given(quantizer)),
+        ),
+        train=dataclasses.replace(chosen.train, **training),
+    )

@@ -29,7 +29,7 @@ from pathlib import Path
 from queue import Empty
 from typing import Any
 
-from ..config import CLASSIFIER_STEPS, PRIOR_MINUTES, TrainConfig, VQVAEConfig, preset, prior_training, to_dict
+from ..config import CLASSIFIER_STEPS, PRIOR_MINUTES, TrainConfig, VQVAEConfig, preset_with, prior_training, to_dict
 from ..errors import DataError, TrainingError
 from ..sources import check_source
 from .forms import number, whole_number
@@ -101,10 +101,6 @@ class RunPlan:
     prior_train: TrainConfig | None  # None: no prior
 
 
-def _given(settings: RunSettings, names: tuple[str, ...]) -> dict[str, Any]:
-    return {name: getattr(settings, name) for name in names if getattr(settings, name) is not None}
-
-
 def plan_run(settings: RunSettings) -> RunPlan:
     """The preset with the given fields on top (as the CLI's `train`); bad values raise TrainingError.
 
@@ -112,20 +108,16 @@ def plan_run(settings: RunSettings) -> RunPlan:
     folder, or a batch larger than all its images, is refused before any process starts.
     """
     try:
-        chosen = preset(settings.preset)
-        config = VQVAEConfig(
-            model=chosen.vqvae.model,
-            quantizer=dataclasses.replace(
-                chosen.vqvae.quantizer, **_given(settings, ("num_embeddings", "embedding_dim", "update"))
-            ),
+        chosen = preset_with(
+            settings.preset,
+            model={},
+            quantizer={name: getattr(settings, name) for name in ("num_embeddings", "embedding_dim", "update")},
+            train={
+                name: getattr(settings, name)
+                for name in ("data", "learning_rate", "batch_size", "seed", "steps", "minutes")
+            },
         )
-        length = {"steps": settings.steps, "minutes": settings.minutes}
-        given_length = settings.steps is not None or settings.minutes is not None
-        train = dataclasses.replace(
-            chosen.train,
-            **_given(settings, ("data", "learning_rate", "batch_size", "seed")),
-            **(length if given_length else {}),
-        )
+        config, train = chosen.vqvae, chosen.train
         prior_train = None
         if settings.prior_minutes > 0:
             prior_train = prior_training(train.data, train.seed, minutes=settings.prior_minutes)
