@@ -130,7 +130,7 @@ class VQVAERun:
         return ckpt.load_checkpoint(folder).step
 
     def load_state(self, folder: Path) -> int:
-        model = VQVAE(ckpt.load_config(folder)[0])
+        model = VQVAE(ckpt.load_config(folder).vqvae)
         return ckpt.load_train_state(folder, model, torch.optim.Adam(model.parameters())).step
 
 

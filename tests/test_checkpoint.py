@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vqvae import checkpoint as ckpt
+from vqvae.config import DataFacts
 from vqvae.errors import CheckpointError
 from vqvae.train import train_vqvae
 
@@ -38,7 +39,7 @@ def test_round_trip_of_a_model_in_memory(tiny, tmp_path):
     model = VQVAE(tiny.vqvae).train()
     model(torch.rand(16, 1, 8, 8))  # k-means init and an EMA step: every buffer non-trivial
     model.eval()
-    ckpt.save_config(tmp_path, tiny.vqvae, tiny.train, {})
+    ckpt.save_config(tmp_path, tiny.vqvae, tiny.train, DataFacts())
     ckpt.save_weights(tmp_path, model, step=1)
     loaded = ckpt.load_checkpoint(tmp_path).model
     x = torch.rand(4, 1, 8, 8)
@@ -132,3 +133,30 @@ def test_a_config_that_is_not_json_is_refused(trained):
     (trained / ckpt.CONFIG).write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):
         ckpt.load_checkpoint(trained)
+
+
+def test_config_json_names_its_model_family_and_one_loader_reads_it(trained):
+    raw = json.loads((trained / ckpt.CONFIG).read_text())
+    assert raw["family"] == "vqvae" and set(raw) >= {"vqvae", "train", "extra"}
+    assert ckpt.load_config(trained).family == "vqvae"
+
+
+def test_a_folder_from_before_families_were_named_loads_as_a_vqvae(trained):
+    raw = json.loads((trained / ckpt.CONFIG).read_text())
+    del raw["family"]  # as the shipped folder and every folder written before
+    (trained / ckpt.CONFIG).write_text(json.dumps(raw))
+    assert ckpt.load_config(trained).family == "vqvae"
+    assert ckpt.load_checkpoint(trained).step == 10
+
+
+def test_a_family_this_version_does_not_know_is_refused_by_name(trained):
+    raw = json.loads((trained / ckpt.CONFIG).read_text())
+    (trained / ckpt.CONFIG).write_text(json.dumps(raw | {"family": "speech"}))
+    with pytest.raises(CheckpointError, match="family 'speech', which this version cannot load"):
+        ckpt.load_checkpoint(trained)
+
+
+def test_the_data_facts_are_typed(trained):
+    facts = ckpt.load_checkpoint(trained).data
+    assert isinstance(facts, DataFacts) and facts.labelled and facts.class_names == [str(d) for d in range(10)]
+    assert facts.train_images > 0 and facts.data_variance > 0

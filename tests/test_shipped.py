@@ -27,7 +27,7 @@ def test_shipped_checkpoint_was_trained_on_the_train_split_only():
     loaded = ckpt.load_checkpoint(SHIPPED)
     assert loaded.config.quantizer.embedding_dim == 64
     assert loaded.train_config.data == "mnist5k"
-    assert loaded.extra["train_images"] == 4500
+    assert loaded.data.train_images == 4500
 
 
 def test_shipped_metrics_json_is_what_evaluate_measures(metrics):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vqvae import checkpoint as ckpt
-from vqvae.config import PriorConfig
+from vqvae.config import DataFacts, PriorConfig
 from vqvae.data import load_split
 from vqvae.errors import TrainingError
 from vqvae.model import VQVAE
@@ -74,8 +74,8 @@ def vqvae_run(tiny, folder, digits):
     train = dataclasses.replace(tiny.train, steps=30, save_every=SAVE_EVERY)
     images = digits.train.images
     variance = float(images.var())
-    extra = {"data_variance": variance, "class_names": digits.train.class_names, "train_images": len(images)}
-    ckpt.save_config(folder, tiny.vqvae, train, extra)
+    facts = DataFacts(variance, list(digits.train.class_names), len(images))
+    ckpt.save_config(folder, tiny.vqvae, train, facts)
     torch.manual_seed(train.seed)
     return VQVAETask(VQVAE(tiny.vqvae), images, train, variance), train
 

@@ -244,7 +244,7 @@ def _run_settings(args: argparse.Namespace) -> tuple[VQVAEConfig, TrainConfig]:
             raise VQVAEError(f"{args.out} holds no run to resume ({CONFIG} is missing); start one without --resume")
         from .checkpoint import load_config
 
-        config, train_config, _ = load_config(args.out)
+        config, train_config = load_config(args.out)[1:3]
         if train_config is None:
             raise VQVAEError(f"{args.out} has no training settings to resume")
         return config, dataclasses.replace(train_config, **_given(args, ("steps", "minutes")))
@@ -385,7 +385,7 @@ def _prior_settings(args: argparse.Namespace) -> TrainConfig:
     )
     from .checkpoint import load_config
 
-    vqvae_training = load_config(args.checkpoint)[1]
+    vqvae_training = load_config(args.checkpoint).train
     if vqvae_training is None:
         raise VQVAEError(f"{args.checkpoint} does not say what data its VQ-VAE was trained on")
     return dataclasses.replace(checked, data=vqvae_training.data)
@@ -425,7 +425,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     grids = prior.sample(args.n, labels=labels, temperature=args.temperature, seed=args.seed)
     with torch.inference_mode():
         images = loaded.model.decode_indices(grids).clamp(0, 1)
-    columns = len(loaded.extra.get("class_names") or []) or 8  # one column per class, whichever the prior
+    columns = len(loaded.data.class_names) or 8  # one column per class, whichever the prior
     grid(images, columns=min(args.n, columns), scale=args.scale).save(args.out)
     print(f"wrote {args.out}")
     return 0

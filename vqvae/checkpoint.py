@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from safetensors.torch import load as load_safetensors_bytes
@@ -21,9 +21,11 @@ from safetensors.torch import save as save_safetensors_bytes
 
 from .atomic import atomic_write_bytes, atomic_write_json
 from .config import (
+    DataFacts,
     PriorConfig,
     TrainConfig,
     VQVAEConfig,
+    data_facts_from_dict,
     prior_config_from_dict,
     to_dict,
     train_config_from_dict,
@@ -163,15 +165,33 @@ class Checkpoint:
     model: VQVAE
     history: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. data_variance, class names
+    data: DataFacts = field(default_factory=DataFacts)  # the data's variance, class names, size
     step: int = 0  # training steps behind these weights
     train_time_s: float = 0.0
 
 
-def save_config(folder: Path, config: VQVAEConfig, train_config: TrainConfig, extra: dict[str, Any]) -> None:
+FAMILIES = ("vqvae",)  # the model families config.json may name; its settings are the section of that name
+
+
+class FolderConfig(NamedTuple):
+    """config.json, checked: the family, its model's settings, how it trained and what it trained on."""
+
+    family: str
+    vqvae: VQVAEConfig
+    train: TrainConfig | None
+    data: DataFacts
+
+
+def save_config(folder: Path, config: VQVAEConfig, train_config: TrainConfig, data: DataFacts) -> None:
     atomic_write_json(
         Path(folder) / CONFIG,
-        {"format_version": FORMAT_VERSION, "vqvae": to_dict(config), "train": to_dict(train_config), "extra": extra},
+        {
+            "format_version": FORMAT_VERSION,
+            "family": "vqvae",
+            "vqvae": to_dict(config),
+            "train": to_dict(train_config),
+            "extra": to_dict(data),
+        },
     )
 
 
@@ -190,29 +210,21 @@ def update_config(folder: Path, **sections: Any) -> None:
     atomic_write_json(Path(folder) / CONFIG, read_config(folder) | sections)
 
 
-def load_config(folder: Path) -> tuple[VQVAEConfig, TrainConfig | None, dict[str, Any]]:
+def load_config(folder: Path) -> FolderConfig:
+    """The one reader of config.json: its family (a folder written before families were named is a
+    "vqvae"), then that family's settings, each checked."""
     path = Path(folder) / CONFIG
     raw = read_config(folder)
+    family = raw.get("family", "vqvae")
+    if family not in FAMILIES:
+        raise CheckpointError(f"{path} holds a model of family {family!r}, which this version cannot load: {FAMILIES}")
     try:
-        config = vqvae_config_from_dict(raw.get("vqvae"))
+        config = vqvae_config_from_dict(raw.get(family))
         train = train_config_from_dict(raw["train"]) if raw.get("train") else None
-        extra = _checked_extra(raw.get("extra") or {})
+        data = data_facts_from_dict(raw.get("extra") or {})
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path} has an invalid setting: {error}") from error
-    return config, train, extra
-
-
-def _checked_extra(extra: Any) -> dict[str, Any]:
-    """What training recorded beside the settings; the app reads class_names and the numbers."""
-    if not isinstance(extra, dict):
-        raise ValueError(f"extra must be an object, not {type(extra).__name__}")
-    names = extra.get("class_names")
-    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-        raise ValueError("extra.class_names must be a list of strings")
-    for key in ("data_variance", "train_images"):
-        if key in extra and (isinstance(extra[key], bool) or not isinstance(extra[key], int | float)):
-            raise ValueError(f"extra.{key} must be a number, not {extra[key]!r}")
-    return dict(extra)
+    return FolderConfig(family, config, train, data)
 
 
 def save_weights(folder: Path, model: VQVAE, step: int, elapsed_s: float = 0.0) -> None:
@@ -225,7 +237,7 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"no checkpoint folder at {folder}")
-    config, train, extra = load_config(folder)
+    config, train, data = load_config(folder)[1:]
     model = VQVAE(config)
     tensors, metadata = read_tensors(folder / WEIGHTS)
     check_codebook(tensors, config, folder / WEIGHTS)
@@ -244,7 +256,7 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
         raise CheckpointError(f"{folder / WEIGHTS} has bad metadata: {error}") from error
     if "step" in metadata:  # a save interrupted between history.json and the weights leaves it ahead
         history = [row for row in history if not (isinstance(row.get("step"), int) and row["step"] > step)]
-    return Checkpoint(folder, config, train, model, history, metrics, extra, step, train_time_s)
+    return Checkpoint(folder, config, train, model, history, metrics, data, step, train_time_s)
 
 
 # --- train state: one file holding all a resume needs ---------------------------------
@@ -455,7 +467,7 @@ def read_prior_settings(folder: str | Path) -> tuple[PriorConfig, TrainConfig | 
         train = train_config_from_dict(raw["prior_train"], "prior_train") if raw.get("prior_train") else None
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{folder / CONFIG} has an invalid prior setting: {error}") from error
-    config, _, _ = load_config(folder)
+    config = load_config(folder).vqvae
     check_prior_matches(prior_config, config, folder / PRIOR)
     return prior_config, train
 

@@ -167,6 +167,38 @@ class TrainConfig:
         _check(self.save_every >= 1, "save_every must be >= 1")
 
 
+@dataclass
+class DataFacts:
+    """What a VQ-VAE's training recorded about its data, beside the settings (config.json's "extra")."""
+
+    data_variance: float | None = None  # the training images' pixel variance, which scales equation 3's first term
+    class_names: list[str] = field(default_factory=list)  # empty: unlabelled data
+    train_images: int = 0  # images in the train split (0: not recorded)
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.class_names)
+
+
+def data_facts_from_dict(data: Any) -> DataFacts:
+    """Rebuild DataFacts from config.json's "extra"; a value of the wrong type raises ValueError naming it."""
+    if not isinstance(data, dict):
+        raise ValueError(f"extra must be an object, not {type(data).__name__}")
+    names = data.get("class_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise ValueError("extra.class_names must be a list of strings")
+    for key in ("data_variance", "train_images"):
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError(f"extra.{key} must be a number, not {value!r}")
+    variance = data.get("data_variance")
+    return DataFacts(
+        data_variance=None if variance is None else float(variance),
+        class_names=list(names or []),
+        train_images=int(data.get("train_images") or 0),
+    )
+
+
 # How a prior and the sample-scoring classifier train, from the command line and the app alike
 PRIOR_MINUTES = 5.0  # unless steps or minutes are given
 PRIOR_BATCH_SIZE = 128  # code grids per step

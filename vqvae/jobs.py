@@ -124,10 +124,10 @@ def _evaluate(folder: Path, progress: Progress, note: str) -> dict[str, Any]:
 
 def _prior(folder: Path, job: PriorJob, progress: Progress, stopped: Callable[[], bool]) -> TrainResult:
     """The prior, then (labelled data, none yet) the classifier that scores its samples."""
-    config, vqvae_training, extra = ckpt.load_config(folder)
-    labelled = bool(extra.get("class_names"))
+    settings = ckpt.load_config(folder)
+    labelled = settings.data.labelled
     conditional = labelled if job.conditional is None else job.conditional
-    training, grids = job.train, grid_count(extra, vqvae_training)
+    training, grids = job.train, grid_count(settings.data, settings.train)
     if job.fit_batch and 0 < grids < training.batch_size:
         training = dataclasses.replace(training, batch_size=grids)
     kind = "class-conditional" if conditional else "unconditional"
@@ -145,6 +145,7 @@ def _prior(folder: Path, job: PriorJob, progress: Progress, stopped: Callable[[]
     progress.done("prior", result)
     if labelled and job.classifier_steps and not stopped() and load_classifier(folder) is None:
         progress.phase("classifier", "training the classifier that scores the prior's samples")
-        split = load_split(vqvae_training.data, config.model.image_size, config.model.in_channels)
+        model = settings.vqvae.model
+        split = load_split(settings.train.data, model.image_size, model.in_channels)
         progress.done("classifier", train_classifier(folder, split, steps=job.classifier_steps))
     return result

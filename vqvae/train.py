@@ -27,7 +27,7 @@ from . import checkpoint as ckpt
 from .atomic import remove_stale_temp_files
 from .classifier import Classifier
 from .codes import extract_codes
-from .config import CLASSIFIER_STEPS, PriorConfig, TrainConfig, VQVAEConfig, classifier_training, to_dict
+from .config import CLASSIFIER_STEPS, DataFacts, PriorConfig, TrainConfig, VQVAEConfig, classifier_training, to_dict
 from .data import Split, load_split, random_shift
 from .errors import CheckpointError, TrainingError
 from .model import VQVAE
@@ -287,7 +287,10 @@ def train_vqvae(
     split = data or load_split(train_config.data, config.model.image_size, config.model.in_channels)
     images = split.train.images
     if resume:
-        data_variance = float(ckpt.load_config(folder)[2]["data_variance"])
+        recorded = ckpt.load_config(folder).data.data_variance
+        if recorded is None:
+            raise CheckpointError(f"{folder / ckpt.CONFIG} does not record the training data's variance to resume with")
+        data_variance = recorded
     else:
         if not bool(torch.isfinite(images).all()):
             raise TrainingError("the training images hold NaN or Inf values")
@@ -296,8 +299,8 @@ def train_vqvae(
     model = VQVAE(config)
     task = VQVAETask(model, images, train_config, data_variance)
     if not resume:
-        extra = {"data_variance": data_variance, "class_names": split.train.class_names, "train_images": len(images)}
-        ckpt.save_config(folder, config, train_config, extra)
+        facts = DataFacts(data_variance, list(split.train.class_names), len(images))
+        ckpt.save_config(folder, config, train_config, facts)
     elif not saved:
         log.info("%s was stopped before its first save: training it from step 0 with its saved settings", folder)
     result = train_loop(
@@ -341,7 +344,7 @@ def prepare_codes(folder: Path, codebook: str, shifted_copies: int = SHIFTED_COP
     """The folder's code grids, extracted from its VQ-VAE (codebook: its fingerprint) and saved the
     first time they are asked for."""
     if (folder / ckpt.CODES).exists():
-        return ckpt.load_codes(folder, ckpt.load_config(folder)[0], codebook=codebook)
+        return ckpt.load_codes(folder, ckpt.load_config(folder).vqvae, codebook=codebook)
     remove_stale_temp_files(folder, (ckpt.CODES,))
     loaded = ckpt.load_checkpoint(folder)
     model_config = loaded.config.model
@@ -352,10 +355,10 @@ def prepare_codes(folder: Path, codebook: str, shifted_copies: int = SHIFTED_COP
     return codes
 
 
-def grid_count(extra: dict[str, Any], training: TrainConfig | None) -> int:
+def grid_count(data: DataFacts, training: TrainConfig | None) -> int:
     """How many training grids prepare_codes extracts: the train split and its shifted copies (0: unknown)."""
     copies = SHIFTED_COPIES if training is not None and training.augment_shift else 0
-    return int(extra.get("train_images", 0)) * (1 + copies)
+    return data.train_images * (1 + copies)
 
 
 UNLABELLED = "a class-conditional prior needs labelled data; train it unconditional instead"
@@ -378,8 +381,8 @@ def train_prior(
     config.json gains the prior's settings, and a resume before the first save starts at step 0.
     """
     folder = Path(folder)
-    config, vqvae_training, extra = ckpt.load_config(folder)
-    grids = grid_count(extra, vqvae_training)
+    config, vqvae_training, data = ckpt.load_config(folder)[1:]
+    grids = grid_count(data, vqvae_training)
     if train_config.batch_size > grids > 0:  # said before the grids are extracted and saved
         raise TrainingError(f"batch size {train_config.batch_size} is larger than the {grids} code grids to train on")
     saved = (folder / ckpt.PRIOR_STATE).exists()
@@ -390,7 +393,7 @@ def train_prior(
     else:
         if (folder / ckpt.PRIOR).exists():
             raise TrainingError(f"{folder} already has a learned prior; resume it, or delete {ckpt.PRIOR} first")
-        classes = len(extra.get("class_names") or []) if conditional else 0
+        classes = len(data.class_names) if conditional else 0
         if conditional and classes == 0:
             raise TrainingError(UNLABELLED)
         h, w = config.latent_shape

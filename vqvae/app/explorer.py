@@ -104,7 +104,7 @@ class Explorer:
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.checkpoint.extra.get("class_names") or [])
+        return list(self.checkpoint.data.class_names)
 
     @property
     def conditional(self) -> bool:
