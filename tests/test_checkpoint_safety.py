@@ -207,7 +207,7 @@ def test_a_prior_copied_from_another_folder_is_refused(folder):
 
 
 def test_the_shipped_files_record_their_codebook(folder):
-    codebook = ckpt.folder_codebook(folder)
+    codebook = ckpt.folder_fingerprint(folder)
     for name in (ckpt.CODES, ckpt.PRIOR, ANALYSIS):
         assert ckpt.read_tensors(folder / name)[1]["codebook"] == codebook, name
     assert ckpt.read_json(folder / ckpt.METRICS)["measured"] == ckpt.measured_files(folder)

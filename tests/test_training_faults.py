@@ -102,7 +102,7 @@ def test_a_nan_at_step_k_stops_the_vqvae_at_step_k_and_keeps_the_save_before_it(
 def test_a_nan_in_the_prior_at_step_k_stops_it_at_step_k(tiny, tmp_path):
     folder = tmp_path / "run"
     train_vqvae(tiny.vqvae, dataclasses.replace(tiny.train, steps=10), folder)
-    codebook = ckpt.folder_codebook(folder)
+    codebook = ckpt.folder_fingerprint(folder)
     codes = prepare_codes(folder, codebook)
     config = PriorConfig(tiny.vqvae.quantizer.num_embeddings, *tiny.vqvae.latent_shape, hidden_channels=8, num_layers=2)
     train = dataclasses.replace(tiny.train, steps=30, save_every=SAVE_EVERY, batch_size=32)

@@ -416,7 +416,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     loaded = load_checkpoint(args.checkpoint)
     fingerprint = codebook_fingerprint(loaded.model.quantizer.embedding)  # the weights are read once
-    codes = load_codes(args.checkpoint, loaded.config, codebook=fingerprint) if args.prior == "unigram" else None
+    codes = load_codes(args.checkpoint, loaded.config, fingerprint=fingerprint) if args.prior == "unigram" else None
     prior = prior_named(args.prior, args.checkpoint, loaded.config, fingerprint, None if codes is None else codes.train)
     labels = None
     classes = prior.config.num_classes if args.prior == "learned" else 0

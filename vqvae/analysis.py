@@ -210,7 +210,7 @@ def analyse_model(model: VQVAE, test: Dataset, with_umap: bool = True) -> Analys
     )
 
 
-def save_analysis(folder: Path, analysis: Analysis, *, codebook: str | None = None) -> None:
+def save_analysis(folder: Path, analysis: Analysis, *, fingerprint: str | None = None) -> None:
     tensors = {f"projection_{name}": p for name, p in analysis.projections.items()}
     tensors |= {
         name: getattr(analysis, name)
@@ -227,7 +227,7 @@ def save_analysis(folder: Path, analysis: Analysis, *, codebook: str | None = No
         )
     }
     tensors["background_code"] = torch.tensor(analysis.background_code)
-    ckpt.write_tensors(Path(folder) / ANALYSIS, tensors, metadata=ckpt.made_from(codebook))
+    ckpt.write_tensors(Path(folder) / ANALYSIS, tensors, metadata=ckpt.made_from(fingerprint))
 
 
 def load_analysis(folder: Path, model: VQVAE) -> Analysis:
@@ -267,8 +267,8 @@ def load_analysis(folder: Path, model: VQVAE) -> Analysis:
         raise CheckpointError(f"{path} has no valid codebook projection; analyse it again")
     if int(analysis.indices.min()) < 0 or int(analysis.indices.max()) >= k or not 0 <= analysis.background_code < k:
         raise CheckpointError(f"{path} holds codes outside [0, {k})")
-    codebook = ckpt.codebook_fingerprint(model.quantizer.embedding)
-    ckpt.check_made_from(path, metadata, codebook, f"Run `python -m vqvae analyse {folder}` again.")
+    fingerprint = ckpt.codebook_fingerprint(model.quantizer.embedding)
+    ckpt.check_made_from(path, metadata, fingerprint, f"Run `python -m vqvae analyse {folder}` again.")
     return analysis
 
 
@@ -276,7 +276,7 @@ def analyse_checkpoint(folder: str | Path, with_umap: bool = True) -> Analysis:
     """Compute and save a checkpoint folder's analysis on its data's held-out split."""
     loaded = ckpt.load_checkpoint(folder)
     analysis = analyse_loaded(loaded, with_umap)
-    save_analysis(Path(folder), analysis, codebook=ckpt.codebook_fingerprint(loaded.model.quantizer.embedding))
+    save_analysis(Path(folder), analysis, fingerprint=ckpt.codebook_fingerprint(loaded.model.quantizer.embedding))
     return analysis
 
 

@@ -367,7 +367,7 @@ def codebook_fingerprint(codebook: torch.Tensor) -> str:
     return hashlib.sha256(codebook.detach().float().contiguous().cpu().numpy().tobytes()).hexdigest()[:16]
 
 
-def folder_codebook(folder: Path) -> str:
+def folder_fingerprint(folder: Path) -> str:
     """The fingerprint of the codebook in a folder's VQ-VAE weights."""
     path = Path(folder) / WEIGHTS
     tensors, _ = read_tensors(path)
@@ -387,22 +387,22 @@ def measured_files(folder: Path) -> dict[str, str]:
     return {name: file_fingerprint(path) for name, path in paths.items() if path.exists()}
 
 
-def made_from(codebook: str | None) -> dict[str, str]:
-    """The metadata that records a file's codebook."""
-    return {} if codebook is None else {"codebook": codebook}
+def made_from(fingerprint: str | None) -> dict[str, str]:
+    """The metadata that records the fingerprint of the codebook a file was made from."""
+    return {} if fingerprint is None else {"codebook": fingerprint}
 
 
-def check_made_from(path: Path, metadata: dict[str, str], codebook: str, remedy: str) -> None:
-    """A CheckpointError when the file at path was made from another codebook than `codebook`."""
+def check_made_from(path: Path, metadata: dict[str, str], fingerprint: str, remedy: str) -> None:
+    """A CheckpointError when the file at path was made from another codebook than the one with `fingerprint`."""
     recorded = metadata.get("codebook")
-    if recorded is not None and recorded != codebook:
+    if recorded is not None and recorded != fingerprint:
         raise CheckpointError(
-            f"{path} was made from another codebook ({recorded}) than this VQ-VAE's ({codebook}): "
+            f"{path} was made from another codebook ({recorded}) than this VQ-VAE's ({fingerprint}): "
             f"the VQ-VAE was trained on since, or the file comes from another checkpoint. {remedy}"
         )
 
 
-def save_codes(folder: Path, codes: Codes, *, codebook: str | None = None) -> None:
+def save_codes(folder: Path, codes: Codes, *, fingerprint: str | None = None) -> None:
     small = torch.int16 if int(codes.train.max()) < 2**15 else torch.int32  # K <= 65536
     tensors = {
         "train": codes.train.to(small),
@@ -410,16 +410,16 @@ def save_codes(folder: Path, codes: Codes, *, codebook: str | None = None) -> No
         "test": codes.test.to(small),
         "test_labels": codes.test_labels,
     }
-    write_tensors(Path(folder) / CODES, tensors, metadata=made_from(codebook))
+    write_tensors(Path(folder) / CODES, tensors, metadata=made_from(fingerprint))
 
 
-def load_codes(folder: Path, config: VQVAEConfig, *, codebook: str | None = None) -> Codes:
-    """The folder's code grids, checked against its VQ-VAE (codebook: its fingerprint, read from the
+def load_codes(folder: Path, config: VQVAEConfig, *, fingerprint: str | None = None) -> Codes:
+    """The folder's code grids, checked against its VQ-VAE (fingerprint: its codebook's, read from the
     folder's weights when not given)."""
     path = Path(folder) / CODES
     tensors, metadata = read_tensors(path)
     remedy = f"Delete {CODES} and train the prior again to extract them anew."
-    check_made_from(path, metadata, codebook or folder_codebook(folder), remedy)
+    check_made_from(path, metadata, fingerprint or folder_fingerprint(folder), remedy)
     try:
         codes = Codes(*(tensors[name].long() for name in ("train", "train_labels", "test", "test_labels")))
     except KeyError as error:
@@ -432,9 +432,9 @@ def load_codes(folder: Path, config: VQVAEConfig, *, codebook: str | None = None
 
 
 def save_prior(
-    folder: Path, prior: GatedPixelCNN, step: int, elapsed_s: float = 0.0, *, codebook: str | None = None
+    folder: Path, prior: GatedPixelCNN, step: int, elapsed_s: float = 0.0, *, fingerprint: str | None = None
 ) -> None:
-    metadata = {"step": str(step), "elapsed_s": repr(elapsed_s)} | made_from(codebook)
+    metadata = {"step": str(step), "elapsed_s": repr(elapsed_s)} | made_from(fingerprint)
     write_tensors(Path(folder) / PRIOR, prior.state_dict(), metadata=metadata)
 
 
@@ -472,15 +472,15 @@ def read_prior_settings(folder: str | Path) -> tuple[PriorConfig, TrainConfig | 
     return prior_config, train
 
 
-def load_prior(folder: str | Path, *, codebook: str | None = None) -> GatedPixelCNN:
+def load_prior(folder: str | Path, *, fingerprint: str | None = None) -> GatedPixelCNN:
     """The learned prior of a checkpoint folder (eval mode), checked against its VQ-VAE
-    (codebook: its fingerprint, read from the folder's weights when not given)."""
+    (fingerprint: its codebook's, read from the folder's weights when not given)."""
     folder = Path(folder)
     config = load_prior_config(folder)[0]
     prior = GatedPixelCNN(config)
     tensors, metadata = read_tensors(folder / PRIOR)
     remedy = f"Train its prior again: delete the prior's files and run `python -m vqvae train-prior {folder}`."
-    check_made_from(folder / PRIOR, metadata, codebook or folder_codebook(folder), remedy)
+    check_made_from(folder / PRIOR, metadata, fingerprint or folder_fingerprint(folder), remedy)
     embedding = tensors.get("embedding.weight")  # (K, E): one row per code of the VQ-VAE it was trained on
     if embedding is not None and embedding.ndim == 2 and embedding.shape[0] != config.num_embeddings:
         raise CheckpointError(

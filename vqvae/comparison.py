@@ -32,5 +32,5 @@ def prior_named(
     if name == "unigram":
         return UnigramPrior.fit(train_indices, k)
     if name == "learned":
-        return ckpt.load_prior(folder, codebook=fingerprint)
+        return ckpt.load_prior(folder, fingerprint=fingerprint)
     raise ValueError(f"unknown prior {name!r}; choose one of {PRIORS}")

@@ -60,10 +60,10 @@ def prior_metrics(
     folder: Path, model: VQVAE, test: Dataset, samples_per_class: int = 20, seed: int = 0
 ) -> dict[str, Any]:
     """Held-out NLL of each prior, and how often decoded class-conditional samples show their class."""
-    codebook = ckpt.codebook_fingerprint(model.quantizer.embedding)
-    codes = ckpt.load_codes(folder, model.config, codebook=codebook)
+    fingerprint = ckpt.codebook_fingerprint(model.quantizer.embedding)
+    codes = ckpt.load_codes(folder, model.config, fingerprint=fingerprint)
     h, w = model.latent_shape
-    compared = priors_to_compare(folder, model.config, codes.train, codebook)
+    compared = priors_to_compare(folder, model.config, codes.train, fingerprint)
     conditional = compared["learned"].config.num_classes > 0
     result: dict[str, Any] = {}
     for name, prior in compared.items():

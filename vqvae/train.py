@@ -318,9 +318,14 @@ class PriorTask(Task):
     history_file = ckpt.PRIOR_HISTORY
 
     def __init__(
-        self, prior: GatedPixelCNN, codes: torch.Tensor, labels: torch.Tensor | None, config: TrainConfig, codebook: str
+        self,
+        prior: GatedPixelCNN,
+        codes: torch.Tensor,
+        labels: torch.Tensor | None,
+        config: TrainConfig,
+        fingerprint: str,
     ):
-        self.model, self.codes, self.labels, self.codebook = prior, codes, labels, codebook
+        self.model, self.codes, self.labels, self.fingerprint = prior, codes, labels, fingerprint
         self.sampler = EpochSampler(codes.shape[0], config.batch_size, config.seed)
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -334,24 +339,24 @@ class PriorTask(Task):
         return nll, {"loss": nll.item(), "bits_per_latent": nll.item() / math.log(2)}
 
     def save_weights(self, folder: Path, step: int, elapsed_s: float) -> None:
-        ckpt.save_prior(folder, self.model, step, elapsed_s, codebook=self.codebook)
+        ckpt.save_prior(folder, self.model, step, elapsed_s, fingerprint=self.fingerprint)
 
 
 SHIFTED_COPIES = 4  # translated copies of the train split among the prior's grids, if the VQ-VAE trained shifted
 
 
-def prepare_codes(folder: Path, codebook: str, shifted_copies: int = SHIFTED_COPIES) -> ckpt.Codes:
-    """The folder's code grids, extracted from its VQ-VAE (codebook: its fingerprint) and saved the
+def prepare_codes(folder: Path, fingerprint: str, shifted_copies: int = SHIFTED_COPIES) -> ckpt.Codes:
+    """The folder's code grids, extracted from its VQ-VAE (fingerprint: its codebook's) and saved the
     first time they are asked for."""
     if (folder / ckpt.CODES).exists():
-        return ckpt.load_codes(folder, ckpt.load_config(folder).vqvae, codebook=codebook)
+        return ckpt.load_codes(folder, ckpt.load_config(folder).vqvae, fingerprint=fingerprint)
     remove_stale_temp_files(folder, (ckpt.CODES,))
     loaded = ckpt.load_checkpoint(folder)
     model_config = loaded.config.model
     split = load_split(loaded.train_config.data, model_config.image_size, model_config.in_channels)
     shift = loaded.train_config.augment_shift
     codes = extract_codes(loaded.model, split, shifted_copies if shift else 0, shift, loaded.train_config.seed)
-    ckpt.save_codes(folder, codes, codebook=codebook)
+    ckpt.save_codes(folder, codes, fingerprint=fingerprint)
     return codes
 
 
@@ -398,14 +403,14 @@ def train_prior(
             raise TrainingError(UNLABELLED)
         h, w = config.latent_shape
         prior_config = PriorConfig(config.quantizer.num_embeddings, h, w, classes, **(settings or {}))
-    codebook = ckpt.folder_codebook(folder)
-    codes = prepare_codes(folder, codebook)
+    fingerprint = ckpt.folder_fingerprint(folder)
+    codes = prepare_codes(folder, fingerprint)
     if prior_config.num_classes and int(codes.train_labels.min()) < 0:
         raise TrainingError(UNLABELLED)
     torch.manual_seed(train_config.seed)
     prior = GatedPixelCNN(prior_config)
     labels = codes.train_labels if prior_config.num_classes else None
-    task = PriorTask(prior, codes.train, labels, train_config, codebook)
+    task = PriorTask(prior, codes.train, labels, train_config, fingerprint)
     if not resume:
         ckpt.update_config(folder, prior=to_dict(prior_config), prior_train=to_dict(train_config))
     elif not saved:

@@ -125,10 +125,13 @@ class Explorer:
 
     def _load_priors(self) -> dict[str, Prior]:
         config = self.checkpoint.config
-        codebook = ckpt.codebook_fingerprint(self.model.quantizer.embedding)
+        fingerprint = ckpt.codebook_fingerprint(self.model.quantizer.embedding)
         has_codes = (self.folder / ckpt.CODES).exists()  # else the unigram prior counts the held-out codes
-        train = ckpt.load_codes(self.folder, config, codebook=codebook).train if has_codes else self.analysis.indices
-        return priors_to_compare(self.folder, config, train, codebook)
+        if has_codes:
+            train = ckpt.load_codes(self.folder, config, fingerprint=fingerprint).train
+        else:
+            train = self.analysis.indices
+        return priors_to_compare(self.folder, config, train, fingerprint)
 
     @functools.cached_property
     def heldout_bits(self) -> dict[str, float]:

@@ -330,8 +330,10 @@ class GatedPixelCNN(nn.Module):
             sampler.start_row(i)
             for j in range(width):
                 drawn = sample_categorical(sampler.logits(i, j), temperature, top_k, drawn_by).to(device)  # (n,)
-                sampler.place(i, j, drawn if every_free else torch.where(free[:, i, j], drawn, sampler.codes[:, i, j]))
-        return sampler.codes.cpu(), sampler.log_prob().cpu()
+                if not every_free:  # a given code stays
+                    drawn = torch.where(free[:, i, j], drawn, sampler.indices[:, i, j])
+                sampler.place(i, j, drawn)
+        return sampler.indices.cpu(), sampler.log_prob().cpu()
 
     def _checked_inputs(
         self, labels: torch.Tensor | None, condition: torch.Tensor | None, batch: int

@@ -66,32 +66,32 @@ class _RowBiases:
 
 class RasterSampler:
     """The caches of one batch of grids being drawn. Call `start_row(i)` at each row, then
-    `logits(i, j)` and `place(i, j, codes)` at each of its positions, in raster order;
+    `logits(i, j)` and `place(i, j, drawn)` at each of its positions, in raster order;
     `log_prob()` at the end scores the placed codes with the logits seen on the way."""
 
     def __init__(
         self,
         model: GatedPixelCNN,
-        codes: torch.Tensor,
+        indices: torch.Tensor,
         labels: torch.Tensor | None = None,
         condition: torch.Tensor | None = None,
     ):
-        """codes: (n, h, w) int64, the placeholders of positions not drawn yet included; labels and
+        """indices: (n, h, w) int64, the placeholders of positions not drawn yet included; labels and
         condition as the model takes them (condition at the grid's size)."""
         layers = model.layers
         self.model, self.num_layers = model, len(layers)
         self.reach = r = layers[0].reach
         self.left = r + 1
-        n, height, width = codes.shape
-        c, device = model.config.hidden_channels, codes.device
-        self.n, self.width, self.codes = n, width, codes.clone()
+        n, height, width = indices.shape
+        c, device = model.config.hidden_channels, indices.device
+        self.n, self.width, self.indices = n, width, indices.clone()
         self.matrices = [layer.matrices(labels, condition) for layer in layers]
         self.row_biases = [_RowBiases(m, n, width) for m in self.matrices]
         padded = (height + r, self.left + width + r)
         # each layer's vertical-stack input: the embedded codes, then layer k's output for layer k+1
         self.vertical = [torch.zeros(n, *padded, model.config.embedding_dim, device=device)]
         self.vertical += [torch.zeros(n, *padded, c, device=device) for _ in layers[1:]]
-        self.vertical[0][:, r:, self.left : self.left + width] = model.embed(codes)
+        self.vertical[0][:, r:, self.left : self.left + width] = model.embed(indices)
         # each layer's link from the row above into the current row, and the views one position reads
         self.links = [torch.empty(n, width, 2 * c, device=device) for _ in layers]
         self.link_at = [[links[:, j] for j in range(width)] for links in self.links]  # (n, 2C) each
@@ -148,12 +148,12 @@ class RasterSampler:
         torch.addmm(head.hidden_bias, self.total, head.hidden, out=self.hidden).relu_()
         return torch.addmm(head.out_bias, self.hidden, head.out, out=self.seen[i, j])  # (n, C) -> (n, K)
 
-    def place(self, i: int, j: int, codes: torch.Tensor) -> None:
+    def place(self, i: int, j: int, drawn: torch.Tensor) -> None:
         """The codes (n,) int64 now at (i, j), as the layers after this position see them."""
-        self.codes[:, i, j] = codes
-        self.vertical[0][:, i + self.reach, j + self.left] = F.embedding(codes, self.embedding)
+        self.indices[:, i, j] = drawn
+        self.vertical[0][:, i + self.reach, j + self.left] = F.embedding(drawn, self.embedding)
 
     def log_prob(self) -> torch.Tensor:
         """(n,) log p(z | label, s) in nats of the placed codes, from the logits seen at each position."""
-        chosen = self.codes.permute(1, 2, 0)[..., None]  # (n, h, w) -> (h, w, n, 1)
+        chosen = self.indices.permute(1, 2, 0)[..., None]  # (n, h, w) -> (h, w, n, 1)
         return self.seen.log_softmax(dim=-1).gather(-1, chosen).sum(dim=(0, 1, 3))  # (h, w, n, 1) -> (n,)

@@ -24,14 +24,14 @@ if TYPE_CHECKING:
 
 
 def log_prob(
-    model: GatedPixelCNN, codes: torch.Tensor, labels: torch.Tensor | None, condition: torch.Tensor | None
+    model: GatedPixelCNN, indices: torch.Tensor, labels: torch.Tensor | None, condition: torch.Tensor | None
 ) -> torch.Tensor:
-    """codes (n, h, w) int64, labels and condition checked by the caller -> (n,) log p(z | label, s) in nats."""
-    n, h, w = codes.shape
+    """indices (n, h, w) int64, labels and condition checked by the caller -> (n,) log p(z | label, s) in nats."""
+    n, h, w = indices.shape
     layers = model.layers
     r, c = layers[0].reach, model.config.hidden_channels
     positions = n * h * w
-    x = model.embed(codes)  # (n, h, w, E)
+    x = model.embed(indices)  # (n, h, w, E)
     rows = max(h - 1, 1)  # the vertical stack's rows: 0..h-2, the ones heard below them (one, unheard, if h = 1)
     v = x[:, :rows]
     across = F.pad(x, (0, 0, r + 1, 0))[:, :, : w + r]  # the horizontal input shifted right (mask A), r zeros left
@@ -64,5 +64,5 @@ def log_prob(
     head = model.head_matrices()
     hidden_features = torch.addmm(head.hidden_bias, total.relu_(), head.hidden).relu_()
     logits = torch.addmm(head.out_bias, hidden_features, head.out)  # (n*h*w, K)
-    chosen = logits.log_softmax(dim=1).gather(1, codes.reshape(positions, 1))  # (n*h*w, 1)
+    chosen = logits.log_softmax(dim=1).gather(1, indices.reshape(positions, 1))  # (n*h*w, 1)
     return chosen.view(n, h * w).sum(dim=1)
