@@ -18,12 +18,12 @@ for name, value in {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "GRADIO_TEMP_DIR": str(ROOT / ".gradio"),
     # Gradio's queue keeps a record of the last 10,000 calls for its monitoring page (off here) and
-    # sums them up with pandas after every call: 17 ms of CPU per call once full, and memory that
+    # sums them up with pandas after every call: CPU on every call once full, and memory that
     # grows with use. One record, never summed.
     "GRADIO_ANALYTICS_MAX_EVENTS": "1",
     "GRADIO_ANALYTICS_CACHE_FREQUENCY": str(2**62),
     # Gradio asks matplotlib for its backend around every call; with none named, the first call
-    # imports pyplot to find one, 0.3-0.6 s. The app draws nothing with matplotlib.
+    # imports pyplot to find one. The app draws nothing with matplotlib.
     "MPLBACKEND": "agg",
 }.items():
     os.environ.setdefault(name, value)
@@ -147,8 +147,8 @@ def warm_up(folder: Path) -> None:
         try:
             explorer = explorers(THREADS_PER_REQUEST).open_explorer(folder)
             _ = explorer.heldout_bits  # cached on the explorer
-            # what the first answer would load else: plotly's figure classes (~0.2 s), and matplotlib,
-            # which Gradio imports around every call (~0.1 s)
+            # what the first answer would load else: plotly's figure classes, and matplotlib,
+            # which Gradio imports around every call
             figures.code_grid(explorer.reconstruct_heldout(0).indices.tolist())
             import matplotlib  # noqa: F401
         except Exception:

@@ -55,7 +55,7 @@ class Shared:
 
 @functools.cache
 def explorers(threads: int) -> ModuleType:
-    """vqvae.app.explorer, imported on first use, so the app serves its page before torch has loaded (~1.5 s)."""
+    """vqvae.app.explorer, imported on first use, so the app serves its page before torch has loaded."""
     from vqvae.app import explorer
 
     explorer.use_threads(threads)
@@ -106,7 +106,7 @@ def inline_image(image: np.ndarray, alt: str, caption: str = "") -> str:
 def picture_file(image: np.ndarray) -> str:
     """A PNG file of `image` (H, W[, C]) uint8 for a gr.Image output, complete before it has a name.
 
-    Handed an array, Gradio (6.31) writes its cached PNG in place under a name made from the
+    Handed an array, Gradio writes its cached PNG in place under a name made from the
     content, so two requests making the same picture at once (a class clicking the same digit)
     can be served a half-written file. Handed a finished file, it copies it atomically.
     """

@@ -1,8 +1,8 @@
 """Plotly figures the pages show; each takes plain lists or arrays and returns a Figure.
 
 Each figure is written as plain dicts and left unvalidated: plotly checks every property of a
-validated figure against its schema, 9 ms for a 7x7 code grid and 27 ms for the atlas, more
-than the model takes to answer. These dicts are fixed here, and the browser draws the same.
+validated figure against its schema, which took longer than the model takes to answer. These
+dicts are fixed here, and the browser draws the same.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 On every import, Gradio's component metaclass regenerates the `.pyi` type stub beside each
 component's source (`gradio.component_meta.create_or_modify_pyi`): it parses some eighty
 source files with `ast` and writes into the installed package, or fails quietly where that is
-read-only. It took 1.5-1.7 s of the 3.2-3.4 s `import gradio` takes on a 2-core machine. The
+read-only: about half of what `import gradio` takes (the bench's cold start shows the gain). The
 stubs serve type checkers only, so the app's process loads that module with the step made a
 no-op. Should a later Gradio move the step elsewhere, this finds nothing to skip and the import
 is merely slower.

@@ -8,8 +8,8 @@ holds more than the cap of any request, and nothing decodes it.
 
 QueueDoor: a call that would join a full queue is answered 503 at once. Gradio refuses it too,
 but only after FastAPI has validated the call and run its login check on a worker thread, and
-under a crowd those threads and the model's kept the event loop waiting for the GIL: refusals
-took seconds (100 clients at once: p95 2.7 s at the server; at the door, about 0.1 s).
+under a crowd those threads and the model's kept the event loop waiting for the GIL, and refusals
+took far longer than an answer (scripts/load_test.py measures them).
 
 Plain ASGI, no gradio: app.py hands them to the FastAPI app that Gradio builds (launch()'s
 app_kwargs), so they are in place before the server takes its first request.

@@ -85,7 +85,7 @@ def _train_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--save-every", type=int, help="save a resumable checkpoint every this many steps [default: 500]")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out exactly where it stopped")
     p.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation and analysis at the end")
-    p.add_argument("--no-umap", action="store_true", help="analyse with PCA only (UMAP adds ~30 s)")
+    p.add_argument("--no-umap", action="store_true", help="analyse with PCA only (UMAP is slow to start)")
 
 
 def _evaluate_parser(commands: argparse._SubParsersAction) -> None:
@@ -108,7 +108,7 @@ def _analyse_parser(commands: argparse._SubParsersAction) -> None:
         "held-out patches. `train` runs it at the end.",
     )
     p.add_argument("checkpoint", type=Path, help="checkpoint folder")
-    p.add_argument("--no-umap", action="store_true", help="PCA only (UMAP adds ~30 s)")
+    p.add_argument("--no-umap", action="store_true", help="PCA only (UMAP is slow to start)")
 
 
 def _reconstruct_parser(commands: argparse._SubParsersAction) -> None:

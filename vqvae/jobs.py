@@ -9,7 +9,7 @@
 
 `python -m vqvae train` runs the first three, `train-prior` the prior, and the app's background
 run all of them; each reports through a `Progress`. A run stopped in its VQ-VAE phase ends there,
-or (`finish_when_stopped`, the app's runs) is still evaluated and analysed (PCA only, seconds),
+or (`finish_when_stopped`, the app's runs) is still evaluated and analysed (PCA only),
 so that every page can open what it kept.
 """
 

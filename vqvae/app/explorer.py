@@ -137,7 +137,7 @@ class Explorer:
     def heldout_bits(self) -> dict[str, float]:
         """Each prior's mean -log2 p(z) per latent on the held-out codes: as `evaluate` measured it
         while the files it measured are unchanged, else computed on first use (the learned prior
-        takes ~2 s for 500 grids, so never when the folder opens)."""
+        scores every held-out grid, so never when the folder opens)."""
         return self._evaluated_bits() or self._computed_bits()
 
     def _evaluated_bits(self) -> dict[str, float] | None:

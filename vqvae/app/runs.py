@@ -67,7 +67,7 @@ class RunSettings:
     seed: int = 0
     prior_minutes: float = PRIOR_MINUTES  # 0: no prior
     classifier_steps: int = CLASSIFIER_STEPS  # 0: no sample-scoring classifier
-    with_umap: bool = True  # UMAP adds ~30 s to the analysis; PCA is always there
+    with_umap: bool = True  # UMAP beside PCA (numba compiles it first: slow on a first run)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not NAME_PATTERN.fullmatch(self.name):
