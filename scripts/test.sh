@@ -10,6 +10,6 @@ if [ ! -x /usr/bin/chromium ]; then
     DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" update -q
     DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -q --no-install-recommends chromium chromium-driver
 fi
-python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt  # requirements.txt and the test tools
 python -m ruff check vqvae pages tests app.py scripts
 python -m pytest -q "$@"

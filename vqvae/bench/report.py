@@ -1,4 +1,4 @@
-"""The benchmark's results as a short Markdown table (the README's "Speed" section)."""
+"""The benchmark's results as a short Markdown table (docs/speed.md)."""
 
 from __future__ import annotations
 
