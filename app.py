@@ -38,7 +38,9 @@ from pages import atlas, codes, figures, reconstruct, sampling, training, usage 
 from pages.common import Shared, explorers  # noqa: E402
 from pages.guards import BodyLimit, QueueDoor  # noqa: E402
 from vqvae.app.catalog import Catalog  # noqa: E402
+from vqvae.app.exposure import Exposure, exposure_for  # noqa: E402
 from vqvae.app.runs import RunManager  # noqa: E402
+from vqvae.errors import ExposureError  # noqa: E402
 
 PAGES = {
     "Reconstruct": reconstruct,
@@ -49,6 +51,7 @@ PAGES = {
     "Training": training,
 }
 DEFAULT_CHECKPOINT = "checkpoints/mnist"
+DATA_ROOT = ROOT / "data"  # the folder path sources of runs from the app must lie in (--data-root)
 STATIC = ROOT / "pages" / "static"
 THREADS_PER_REQUEST = 1
 CALLS_AT_ONCE = 2  # model calls run together: the machine's two cores
@@ -68,12 +71,18 @@ JOINS = ("/gradio_api/queue/join", "/gradio_api/call/")  # the POSTs that put a 
 
 
 def build_app(
-    checkpoint: str = DEFAULT_CHECKPOINT, roots: tuple[Path, ...] | None = None, runs_dir: Path | None = None
+    checkpoint: str = DEFAULT_CHECKPOINT,
+    roots: tuple[Path, ...] | None = None,
+    runs_dir: Path | None = None,
+    exposure: Exposure | None = None,
+    data_root: Path = DATA_ROOT,
 ):
     """The whole app in one gr.Blocks: a checkpoint picker shared by a tab per page."""
     runs_dir = runs_dir or ROOT / "runs"
+    exposure = exposure or Exposure()
     catalog = Catalog(roots or (ROOT / "checkpoints", runs_dir), ROOT)
-    shared = Shared(catalog, RunManager(runs_dir), THREADS_PER_REQUEST)
+    runs = RunManager(runs_dir, data_root, uploads=Path(os.environ["GRADIO_TEMP_DIR"]))
+    shared = Shared(catalog, runs, THREADS_PER_REQUEST, training=exposure.training)
     choices = catalog.choices()
     initial = checkpoint if checkpoint in choices else (choices[0] if choices else None)
     # uploads and rendered images older than an hour are deleted, hourly: the temp folder does not grow
@@ -105,8 +114,11 @@ def build_app(
     return demo
 
 
-def launch(demo: gr.Blocks, host: str, port: int, block: bool = True) -> None:
-    """Serve the app: a bounded queue, two requests at a time (the machine's two cores), our styles."""
+def launch(
+    demo: gr.Blocks, host: str, port: int, block: bool = True, login: tuple[str, str] | None = None
+) -> None:
+    """Serve the app: a bounded queue, two requests at a time (the machine's two cores), our styles;
+    behind Gradio's login when one is given."""
     # api_open=False: /gradio_api/run/NAME would otherwise run a call at once, past the queue and its limits
     demo.queue(default_concurrency_limit=CALLS_AT_ONCE, max_size=QUEUE_SIZE, api_open=False).launch(
         server_name=host,
@@ -120,6 +132,7 @@ def launch(demo: gr.Blocks, host: str, port: int, block: bool = True) -> None:
         enable_monitoring=False,  # else /monitoring/summary shows anyone the events' timings
         ssl_verify=False,  # only for launch's request to itself over plain http; checking it loads the CA bundle
         app_kwargs={"middleware": guards(demo)},
+        auth=login,
         prevent_thread_lock=True,
     )
     if block:
@@ -164,12 +177,26 @@ def main() -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on [default: 127.0.0.1]")
     parser.add_argument("--port", type=int, default=7860, help="port [default: 7860]")
+    parser.add_argument(
+        "--public", action="store_true", help="a public demo: exploring only, no training (also: VQVAE_PUBLIC=1)"
+    )
+    parser.add_argument(
+        "--auth-file", type=Path, help='a file whose first line is user:password (or VQVAE_AUTH="user:password")'
+    )
+    parser.add_argument(
+        "--data-root", type=Path, default=DATA_ROOT, help="the folder runs may read folder:, idx: and npz: sources from"
+        f" [default: {DATA_ROOT.relative_to(ROOT)}]",
+    )
     args = parser.parse_args()
+    try:
+        exposure = exposure_for(args.host, args.public, args.auth_file)
+    except ExposureError as error:
+        raise SystemExit(f"error: {error}") from None
     checkpoint = Path(args.checkpoint).resolve()
     roots = tuple(dict.fromkeys((ROOT / "checkpoints", ROOT / "runs", checkpoint.parent)))
     shown = checkpoint.relative_to(ROOT).as_posix() if checkpoint.is_relative_to(ROOT) else str(checkpoint)
-    demo = build_app(shown, roots)
-    launch(demo, args.host, args.port, block=False)
+    demo = build_app(shown, roots, exposure=exposure, data_root=args.data_root)
+    launch(demo, args.host, args.port, block=False, login=exposure.login)
     warm_up(checkpoint)
     demo.block_thread()
 

@@ -40,6 +40,7 @@ class Shared:
     catalog: Catalog
     runs: RunManager
     threads: int = 1  # torch's intra-op threads for each request
+    training: bool = True  # visitors may train (not in a public demo without a login)
     picker: gr.Dropdown | None = None  # made by app.py, read by every page
     demo: gr.Blocks | None = None
 

@@ -17,6 +17,12 @@ learned prior's bits per latent fall. **Stop** ends the run after its current st
 checkpoint. A finished run appears in the checkpoint picker at the top.
 """
 
+OFF = r"""
+Training is off in this public demo: every page here explores the models it ships with. To train
+your own, run the app on your machine (`pip install -r requirements.txt && python app.py`), or ask
+whoever serves this demo for its login.
+"""
+
 DATA_SOURCES = ["mnist5k", "digits"]
 POLL_SECONDS = 1.0
 
@@ -83,6 +89,9 @@ def run_status(shared: Shared, seen: dict | None) -> tuple:
 
 
 def build(shared: Shared) -> None:
+    if not shared.training:  # no form, no timer, no endpoint: nothing to start, stop or poll
+        explain(OFF)
+        return
     explain(TEXT)
     with gr.Row():
         with gr.Column(scale=1, min_width=280):

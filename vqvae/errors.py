@@ -19,3 +19,7 @@ class TrainingError(VQVAEError):
 
 class InputError(VQVAEError, ValueError):
     """A request value out of range: a code, a grid position, a sample count, a temperature."""
+
+
+class ExposureError(VQVAEError):
+    """The app asked to serve where others could reach it without the settings that make that safe."""

@@ -32,6 +32,7 @@ from typing import Any
 from ..config import CLASSIFIER_STEPS, PRIOR_MINUTES, TrainConfig, VQVAEConfig, preset_with, prior_training, to_dict
 from ..errors import DataError, TrainingError
 from ..sources import check_source
+from .exposure import allowed_source, without_paths
 from .forms import number, whole_number
 from .run_child import forget_unfinished, run_job
 
@@ -101,21 +102,22 @@ class RunPlan:
     prior_train: TrainConfig | None  # None: no prior
 
 
-def plan_run(settings: RunSettings) -> RunPlan:
+def plan_run(settings: RunSettings, data_root: Path | None = None, uploads: Path | None = None) -> RunPlan:
     """The preset with the given fields on top (as the CLI's `train`); bad values raise TrainingError.
 
-    The data source is checked from its file names and headers (sources.py): a missing or empty
-    folder, or a batch larger than all its images, is refused before any process starts.
+    A path source must lie inside `data_root` and outside `uploads` (exposure.py). The data source
+    is checked from its file names and headers (sources.py): a missing or empty folder, or a batch
+    larger than all its images, is refused before any process starts. No message shows where the
+    data folder is on the server.
     """
+    data = settings.data and allowed_source(settings.data, data_root, uploads)
     try:
         chosen = preset_with(
             settings.preset,
             model={},
             quantizer={name: getattr(settings, name) for name in ("num_embeddings", "embedding_dim", "update")},
-            train={
-                name: getattr(settings, name)
-                for name in ("data", "learning_rate", "batch_size", "seed", "steps", "minutes")
-            },
+            train={"data": data}
+            | {name: getattr(settings, name) for name in ("learning_rate", "batch_size", "seed", "steps", "minutes")},
         )
         config, train = chosen.vqvae, chosen.train
         prior_train = None
@@ -125,8 +127,15 @@ def plan_run(settings: RunSettings) -> RunPlan:
     except ValueError as error:
         raise TrainingError(f"bad setting: {error}") from error
     except DataError as error:
-        raise TrainingError(f"bad data: {error}") from error
+        raise TrainingError(f"bad data: {_hidden(str(error), data_root)}") from error
     return RunPlan(config, train, prior_train)
+
+
+DATA_FOLDER = "<data folder>"  # how messages to a visitor name the data folder
+
+
+def _hidden(message: str, data_root: Path | None) -> str:
+    return message if data_root is None else without_paths(message, {data_root: DATA_FOLDER})
 
 
 @dataclass
@@ -158,6 +167,7 @@ class _Run:
     process: BaseProcess
     queue: multiprocessing.Queue
     stop: StopEvent
+    names: dict[Path, str] = field(default_factory=dict)  # folders a visitor sees by name, not by path
     forced: bool = False
 
 
@@ -167,8 +177,10 @@ class RunManager:
     Thread-safe: the app may call status() from a timer while a button calls stop().
     """
 
-    def __init__(self, runs_dir: str | Path):
-        self.runs_dir = Path(runs_dir)
+    def __init__(self, runs_dir: str | Path, data_root: Path | None = None, uploads: Path | None = None):
+        """runs_dir: where runs are written; data_root: the folder path sources must lie in (None: the
+        named sources only); uploads: a folder no run may read (the app's upload folder)."""
+        self.runs_dir, self.data_root, self.uploads = Path(runs_dir), data_root, uploads
         self._context = multiprocessing.get_context("spawn")
         self._lock = threading.RLock()
         self._run: _Run | None = None
@@ -179,10 +191,10 @@ class RunManager:
             current = self._refresh()
             if current is not None and current.status.active:
                 raise TrainingError(f"a training run is already going: {current.status.name}")
-            plan = plan_run(settings)
+            plan = plan_run(settings, self.data_root, self.uploads)
             folder = self.runs_dir / settings.name
             if folder.exists():
-                raise TrainingError(f"{folder} already exists; choose another run name")
+                raise TrainingError(f"a run named {settings.name} already exists; choose another run name")
             self.runs_dir.mkdir(parents=True, exist_ok=True)
             job = {
                 "folder": str(folder),
@@ -198,7 +210,8 @@ class RunManager:
             )
             status = RunStatus("running", settings.name, folder, "vqvae", message="starting the training process")
             process.start()
-            self._run = _Run(status, process, queue, stop)
+            names = {self.runs_dir: "runs"} | ({self.data_root: DATA_FOLDER} if self.data_root else {})
+            self._run = _Run(status, process, queue, stop, names)
             log.info("started training run %s (pid %s)", folder, process.pid)
 
     def stop(self, force: bool = False) -> None:
@@ -284,7 +297,7 @@ def _fold(run: _Run, message: dict[str, Any]) -> None:
 
 
 def _end(run: _Run, state: str, message: str) -> None:
-    run.status.state, run.status.message = state, message
+    run.status.state, run.status.message = state, without_paths(message, run.names)
     level = logging.WARNING if state == "failed" else logging.INFO
     log.log(level, "training run %s %s: %s", run.status.name, state, message)
     run.process.join(timeout=0)  # reaps the child if it has exited
