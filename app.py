@@ -36,7 +36,7 @@ from starlette.middleware import Middleware  # noqa: E402
 
 from pages import atlas, codes, figures, reconstruct, sampling, training, usage  # noqa: E402
 from pages.common import Shared, explorers  # noqa: E402
-from pages.guards import BodyLimit, QueueDoor  # noqa: E402
+from pages.guards import BodyLimit, KnownCalls, QueueDoor, SecurityHeaders, SketchBlobs  # noqa: E402
 from vqvae.app.catalog import Catalog  # noqa: E402
 from vqvae.app.exposure import Exposure, exposure_for  # noqa: E402
 from vqvae.app.runs import RunManager  # noqa: E402
@@ -61,7 +61,11 @@ MAX_FILE_MB = 16  # an upload; a 28x28 model needs far less, but a phone photo i
 # is a few KB of JSON (pictures travel as uploaded files, by name), so 1 MiB is far above any of
 # them and far below an inline image big enough to hurt; bigger bodies are refused unread.
 BODY_CAP = 2**20
-BODY_CAPS = {"/gradio_api/upload": (MAX_FILE_MB + 1) * 2**20}
+BODY_CAPS = {
+    "/gradio_api/upload": (MAX_FILE_MB + 1) * 2**20,
+    "/gradio_api/component_server": 2**18,  # a drawing's layer: a 280x280 PNG of a few KB
+    "/gradio_api/component_server/": 2**18,
+}
 # Gradio keeps, per session (a browser tab, an API client), a copy of every component's settings
 # and last values, about 0.5 MB here, until the session is among the least recently used beyond
 # this many: memory stops growing with visitors there. A class fits; a visitor forgotten and back
@@ -140,13 +144,20 @@ def launch(
 
 
 def guards(demo: gr.Blocks) -> list[Middleware]:
-    """What answers a request before Gradio reads it: a full queue, a body over its cap (pages/guards.py)."""
+    """What answers a request before Gradio reads it (pages/guards.py): headers on every answer, a body
+    over its cap, a call the app does not have, a sketch blob it never sends, a full queue."""
 
     def waiting() -> int:
         return len(demo._queue)  # what Gradio compares with max_size as a call joins
 
-    return [  # the first is outermost: a join's body is capped before the door reads it
+    def names() -> set[str]:
+        return {fn.api_name for fn in demo.fns.values() if fn.api_name}
+
+    return [  # the first is outermost: a body is capped before any guard after it reads it
+        Middleware(SecurityHeaders),
         Middleware(BodyLimit, default=BODY_CAP, caps=BODY_CAPS),
+        Middleware(KnownCalls, names=names),
+        Middleware(SketchBlobs),
         Middleware(QueueDoor, waiting=waiting, size=QUEUE_SIZE, joins=JOINS),
     ]
 

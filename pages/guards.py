@@ -11,6 +11,16 @@ but only after FastAPI has validated the call and run its login check on a worke
 under a crowd those threads and the model's kept the event loop waiting for the GIL, and refusals
 took far longer than an answer (scripts/load_test.py measures them).
 
+SketchBlobs: Gradio's sketchpad sends each layer of a drawing to POST component_server
+(accept_blobs), which extends a list up to the layer's index in a store shared by every session:
+one request naming layer 100,000,000 grew the server by ~760 MB. Only what the app's own
+sketchpad sends passes (a layer, background or composite of a one-layer drawing).
+
+KnownCalls: a call to an API name the app does not have is answered 404, not Gradio's 500.
+
+SecurityHeaders: every answer says it may not be framed by another site, that its types are not
+to be guessed, and to send no referrer.
+
 Plain ASGI, no gradio: app.py hands them to the FastAPI app that Gradio builds (launch()'s
 app_kwargs), so they are in place before the server takes its first request.
 """
@@ -19,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -117,6 +128,109 @@ class QueueDoor:
 
     def _joins(self, path: str) -> bool:
         return any(path == join or (join.endswith("/") and path.startswith(join)) for join in self.joins)
+
+
+class SketchBlobs:
+    """component_server calls: a sketchpad blob goes on only for one of its few layers (400 else)."""
+
+    PATH = "/gradio_api/component_server/"
+    TYPES = ("layer", "background", "composite")
+
+    def __init__(self, app: ASGIApp, max_layers: int = 2):
+        self.app, self.max_layers = app, max_layers
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if not (scope["type"] == "http" and scope["method"] == "POST" and scope["path"].rstrip("/") + "/" == self.PATH):
+            return await self.app(scope, receive, send)
+        body = await _whole_body(receive)  # capped by BodyLimit, outside this guard
+        if body is None:
+            return
+        if not await self._fits(scope, body):
+            return await answer(send, 400, "not a drawing this app's sketchpad sends")
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _fits(self, scope: dict[str, Any], body: bytes) -> bool:
+        """A multipart accept_blobs call names its blob's type and layer as form fields; others pass."""
+        from starlette.requests import Request  # Gradio's own web framework, already loaded
+
+        headers = dict(scope.get("headers", []))
+        if not headers.get(b"content-type", b"").startswith(b"multipart/form-data"):
+            return True  # a JSON call: Gradio's validation refuses accept_blobs without files
+        try:
+            form = await Request(scope, _replay(body, _nothing)).form()
+        except Exception:  # not a form Starlette can read; Gradio could not either
+            return False
+        if form.get("fn_name") != "accept_blobs":
+            return True
+        index = form.get("index")
+        no_layer = index in (None, "", "null")
+        layer = isinstance(index, str) and index.isdigit() and int(index) < self.max_layers
+        return form.get("type") in self.TYPES and (no_layer or layer)
+
+
+class RecentOnly(OrderedDict):
+    """A dict that keeps its `size` most recently set keys: the sketchpad's blob store, which Gradio
+    empties only when that drawing is submitted, so drawings sent and never submitted pile up."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+    def __deepcopy__(self, memo: dict) -> RecentOnly:  # a session's copy of the component: its own store
+        return RecentOnly(self.size)
+
+
+async def _nothing() -> Message:
+    return {"type": "http.disconnect"}
+
+
+class KnownCalls:
+    """POST /gradio_api/call/NAME for a NAME the app does not have: 404, before Gradio's 500."""
+
+    PREFIX = "/gradio_api/call/"
+
+    def __init__(self, app: ASGIApp, names: Callable[[], set[str]]):
+        self.app, self.names = app, names
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and scope["method"] == "POST" and path.startswith(self.PREFIX):
+            if path[len(self.PREFIX) :].strip("/") not in self.names():
+                return await answer(send, 404, "no such call")
+        await self.app(scope, receive, send)
+
+
+class SecurityHeaders:
+    """Headers on every answer: never framed by another site, types not guessed, no referrer."""
+
+    HEADERS = (
+        (b"x-frame-options", b"DENY"),
+        (b"content-security-policy", b"frame-ancestors 'none'; object-src 'none'; base-uri 'self'"),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+    )
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(name, value) for name, value in self.HEADERS if name not in names]
+                message = message | {"headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 async def _whole_body(receive: Receive) -> bytes | None:

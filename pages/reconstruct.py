@@ -11,11 +11,13 @@ from vqvae.errors import InputError
 
 from .common import MODEL, Shared, callback, display_scale, explain, heldout_range, inline_image, picture_file, show
 from .figures import code_grid
+from .guards import RecentOnly
 
 if TYPE_CHECKING:
     from vqvae.app.explorer import Decoded
 
 UPLOAD_TYPES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
+SKETCHES_KEPT = 32  # drawings sent, not yet submitted, kept at once (each a few KB, at most 256 KiB a layer)
 TEXT = r"""
 The encoder turns the image into a grid of vectors $z_e$; each is replaced by its nearest
 codebook vector, $k = \arg\min_j \lVert z_e - e_j \rVert_2$, so the image becomes the grid of
@@ -105,6 +107,7 @@ def build(shared: Shared) -> None:
                     height=320,
                     elem_id="sketch",
                 )
+                sketch.blob_storage = RecentOnly(SKETCHES_KEPT)  # see pages/guards.py
                 sketch_button = gr.Button("Reconstruct drawing", elem_id="reconstruct-drawing")
         with gr.Column(scale=1, min_width=240):
             source = gr.Markdown()

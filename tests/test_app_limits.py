@@ -174,3 +174,53 @@ def test_the_queue_keeps_no_record_of_past_calls(app_server):
             http.get(f"{app_server.url}gradio_api/call/reconstruct_heldout/{event.json()['event_id']}")
     queue = app_server.demo._queue
     assert len(queue.event_analytics) <= 1 and queue.cached_event_analytics_summary == {"functions": {}}
+
+
+def test_every_answer_carries_the_security_headers(app_server):
+    for answer in (httpx.get(app_server.url, timeout=30), httpx.get(f"{app_server.url}config", timeout=30)):
+        headers = answer.headers
+        assert headers["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert headers["x-content-type-options"] == "nosniff" and headers["referrer-policy"] == "no-referrer"
+
+
+def test_a_call_the_app_does_not_have_is_a_404(app_server):
+    answer = httpx.post(f"{app_server.url}gradio_api/call/nonexistent", json={"data": []}, timeout=30)
+    assert answer.status_code == 404 and answer.json() == {"detail": "no such call"}
+
+
+def sketch_blob(app_server, index: str, kind: str = "layer") -> httpx.Response:
+    sketch = next(b for b in app_server.demo.blocks.values() if getattr(b, "elem_id", None) == "sketch")
+    form = {"fn_name": "accept_blobs", "session_hash": "probe", "component_id": str(sketch._id), "type": kind,
+            "index": index, "id": uuid.uuid4().hex}  # fmt: skip
+    files = {"file": ("blob", b"\x89PNG", "image/png")}
+    return httpx.post(f"{app_server.url}gradio_api/component_server/", data=form, files=files, timeout=30)
+
+
+def test_the_sketchpad_takes_blobs_of_its_own_layers_only_and_keeps_a_bounded_few(app_server):
+    assert sketch_blob(app_server, "0").status_code == 200
+    assert sketch_blob(app_server, "null", kind="composite").status_code == 200
+    before = resident_mb()
+    for index in ("100000000", "2", "-1", "x"):
+        refused = sketch_blob(app_server, index)
+        assert refused.status_code == 400 and "sketchpad" in refused.json()["detail"]
+    assert sketch_blob(app_server, "0", kind="anything").status_code == 400
+    for _ in range(60):  # drawings sent and never submitted
+        assert sketch_blob(app_server, "0").status_code == 200
+    sketch = next(b for b in app_server.demo.blocks.values() if getattr(b, "elem_id", None) == "sketch")
+    assert len(sketch.blob_storage) <= 32
+    assert resident_mb() - before < 20
+
+
+def test_recent_only_keeps_the_last_keys_set_and_copies_empty():
+    import copy
+
+    from pages.guards import RecentOnly
+
+    store = RecentOnly(3)
+    for key in "abcd":
+        store[key] = key
+    store["b"] = "again"  # set again: the most recent
+    store["e"] = "e"
+    assert list(store) == ["d", "b", "e"]
+    copied = copy.deepcopy(store)
+    assert isinstance(copied, RecentOnly) and copied.size == 3 and not copied
