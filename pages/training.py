@@ -27,8 +27,9 @@ DATA_SOURCES = ["mnist5k", "digits"]
 POLL_SECONDS = 1.0
 
 
-def start_run(shared: Shared, name: str, preset: str, data: str, minutes, k, d, lr, prior) -> str:
-    """Form values go to RunSettings as they are: it checks them and says what is wrong."""
+def start_run(shared: Shared, name: str, preset: str, data: str, minutes, k, d, lr, prior) -> tuple[str, gr.Timer]:
+    """Form values go to RunSettings as they are: it checks them and says what is wrong. The page
+    starts polling the run."""
     settings = RunSettings(
         name=(name or "").strip(),
         preset=preset,
@@ -40,7 +41,7 @@ def start_run(shared: Shared, name: str, preset: str, data: str, minutes, k, d, 
         prior_minutes=prior,
     )
     shared.runs.start(settings)
-    return f"started **{settings.name}**"
+    return f"started **{settings.name}**", gr.Timer(active=True)
 
 
 def stop_run(shared: Shared) -> str:
@@ -65,8 +66,9 @@ def _progress(status: RunStatus) -> str:
 
 
 def run_status(shared: Shared, seen: dict | None) -> tuple:
-    """Polled every second: the run's state and progress; curves only when new rows came in, and the
-    picker's list only when a run has just ended (so an idle page sends next to nothing)."""
+    """Asked when the page opens, then every second while a run is going (an open page polls nothing
+    between runs, so idle tabs leave the queue to the model's calls): the run's state and progress;
+    curves only when new rows came in, and the picker's list only when a run has just ended."""
     status = shared.runs.status()
     seen = seen or {}
     rows, prior_rows = len(status.vqvae_history), len(status.prior_history)
@@ -85,7 +87,7 @@ def run_status(shared: Shared, seen: dict | None) -> tuple:
     ended = seen.get("state") in ACTIVE and not status.active
     picker = gr.Dropdown(choices=shared.catalog.choices()) if ended else gr.skip()
     seen = {"name": status.name, "state": status.state, "rows": rows, "prior_rows": prior_rows}
-    return _summary(status), _progress(status), loss, codebook, prior, picker, seen
+    return _summary(status), _progress(status), loss, codebook, prior, picker, seen, gr.Timer(active=status.active)
 
 
 def build(shared: Shared) -> None:
@@ -116,10 +118,12 @@ def build(shared: Shared) -> None:
                 loss = gr.Plot(label="loss")
                 vqvae = gr.Plot(label="codebook")
             prior_plot = gr.Plot(label="prior")
-    timer = gr.Timer(POLL_SECONDS)
+    timer = gr.Timer(POLL_SECONDS, active=False)
     seen = gr.State(None)
     inputs = [name, preset, data, minutes, k, d, lr, prior]
-    start.click(callback(start_run, shared), inputs, message, api_name="start_training")
+    start.click(callback(start_run, shared), inputs, [message, timer], api_name="start_training")
     stop.click(callback(stop_run, shared), None, message, api_name="stop_training")
-    outputs = [summary, progress, loss, vqvae, prior_plot, shared.picker, seen]
-    timer.tick(callback(run_status, shared), seen, outputs, api_name="training_status", show_progress="hidden")
+    outputs = [summary, progress, loss, vqvae, prior_plot, shared.picker, seen, timer]
+    status = callback(run_status, shared)
+    timer.tick(status, seen, outputs, api_name="training_status", show_progress="hidden")
+    shared.demo.load(status, seen, outputs, api_visibility="private", show_progress="hidden")

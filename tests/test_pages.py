@@ -79,3 +79,16 @@ def test_the_app_imports_gradio_without_its_stub_writer():
         [sys.executable, "-c", script], cwd=app.ROOT, capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.split() == ["True", "True", "True"], done.stdout + done.stderr
+
+
+def test_the_training_page_polls_only_while_a_run_is_going(tmp_path):
+    """150 idle tabs polling every second filled the model's queue: the timer starts off; starting a
+    run turns it on, and the status turns it off once the run has ended."""
+    from pages import training
+
+    demo = app.build_app(roots=(app.ROOT / "checkpoints",), runs_dir=tmp_path / "runs")
+    timers = [block for block in demo.blocks.values() if isinstance(block, gr.Timer)]
+    assert timers and all(not timer.active for timer in timers)
+    shared = Shared(Catalog((app.ROOT / "checkpoints",), app.ROOT), RunManager(tmp_path / "runs"))
+    *_, timer = training.run_status(shared, None)
+    assert timer.active is False  # no run: nothing to poll
