@@ -150,13 +150,10 @@ def guards(demo: gr.Blocks) -> list[Middleware]:
     def waiting() -> int:
         return len(demo._queue)  # what Gradio compares with max_size as a call joins
 
-    def names() -> set[str]:
-        return {fn.api_name for fn in demo.fns.values() if fn.api_name}
-
     return [  # the first is outermost: a body is capped before any guard after it reads it
         Middleware(SecurityHeaders),
         Middleware(BodyLimit, default=BODY_CAP, caps=BODY_CAPS),
-        Middleware(KnownCalls, names=names),
+        Middleware(KnownCalls, names=frozenset(fn.api_name for fn in demo.fns.values() if fn.api_name)),
         Middleware(SketchBlobs),
         Middleware(QueueDoor, waiting=waiting, size=QUEUE_SIZE, joins=JOINS),
     ]

@@ -33,6 +33,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from starlette.requests import Request  # Gradio's own web framework
+
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
@@ -151,8 +153,6 @@ class SketchBlobs:
 
     async def _fits(self, scope: dict[str, Any], body: bytes) -> bool:
         """A multipart accept_blobs call names its blob's type and layer as form fields; others pass."""
-        from starlette.requests import Request  # Gradio's own web framework, already loaded
-
         headers = dict(scope.get("headers", []))
         if not headers.get(b"content-type", b"").startswith(b"multipart/form-data"):
             return True  # a JSON call: Gradio's validation refuses accept_blobs without files
@@ -195,13 +195,13 @@ class KnownCalls:
 
     PREFIX = "/gradio_api/call/"
 
-    def __init__(self, app: ASGIApp, names: Callable[[], set[str]]):
-        self.app, self.names = app, names
+    def __init__(self, app: ASGIApp, names: frozenset[str]):
+        self.app, self.names = app, names  # the app's calls are fixed once it is built
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         if scope["type"] == "http" and scope["method"] == "POST" and path.startswith(self.PREFIX):
-            if path[len(self.PREFIX) :].strip("/") not in self.names():
+            if path[len(self.PREFIX) :].strip("/") not in self.names:
                 return await answer(send, 404, "no such call")
         await self.app(scope, receive, send)
 

@@ -248,13 +248,10 @@ def _run_settings(args: argparse.Namespace) -> tuple[VQVAEConfig, TrainConfig]:
         if train_config is None:
             raise VQVAEError(f"{args.out} has no training settings to resume")
         return config, dataclasses.replace(train_config, **_given(args, ("steps", "minutes")))
-    flags = {name: getattr(args, name) for name in (*MODEL_FLAGS, *QUANTIZER_FLAGS, *TRAIN_FLAGS)}
-    chosen = preset_with(
-        args.preset,
-        model={name: flags[name] for name in MODEL_FLAGS},
-        quantizer={name: flags[name] for name in QUANTIZER_FLAGS},
-        train={name: flags[name] for name in TRAIN_FLAGS},
-    )
+    def flags(names: tuple[str, ...]) -> dict:
+        return {name: getattr(args, name) for name in names}  # None where not given: preset_with skips it
+
+    chosen = preset_with(args.preset, flags(MODEL_FLAGS), flags(QUANTIZER_FLAGS), flags(TRAIN_FLAGS))
     return chosen.vqvae, chosen.train
 
 
@@ -291,12 +288,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _saved(result: TrainResult) -> str:
-    return f"saved {result.folder} at step {result.step} ({result.elapsed_s:.0f} s of training)"
-
-
-def _saved_prior(result: TrainResult) -> str:
-    return f"saved the prior in {result.folder} at step {result.step} ({result.elapsed_s:.0f} s of training)"
+def _saved(result: TrainResult, what: str = "") -> str:
+    """"saved FOLDER at step N (...)", or with what="the prior" "saved the prior in FOLDER ..."."""
+    where = f"{what} in {result.folder}" if what else str(result.folder)
+    return f"saved {where} at step {result.step} ({result.elapsed_s:.0f} s of training)"
 
 
 class _CommandLine:
@@ -317,7 +312,7 @@ class _CommandLine:
         if phase == "vqvae" and not self.stop():
             print(_saved(result))
         elif phase == "prior" and not self.stop():
-            print(_saved_prior(result))
+            print(_saved(result, "the prior"))
         elif phase == "evaluate":
             _print_metrics(result)
         elif phase == "analyse":
@@ -401,7 +396,8 @@ def cmd_train_prior(args: argparse.Namespace) -> int:
         job = Job(args.checkpoint, evaluate=False, analyse=False, prior=prior)
         outcome = run(job, _CommandLine(stop, args.checkpoint), stop)
     if outcome.stopped:
-        return _stopped(stop, _saved_prior(outcome.prior), f"python -m vqvae train-prior {args.checkpoint} --resume")
+        resume = f"python -m vqvae train-prior {args.checkpoint} --resume"
+        return _stopped(stop, _saved(outcome.prior, "the prior"), resume)
     return 0
 
 

@@ -127,15 +127,12 @@ def plan_run(settings: RunSettings, data_root: Path | None = None, uploads: Path
     except ValueError as error:
         raise TrainingError(f"bad setting: {error}") from error
     except DataError as error:
-        raise TrainingError(f"bad data: {_hidden(str(error), data_root)}") from error
+        names = {data_root: DATA_FOLDER} if data_root else {}
+        raise TrainingError(f"bad data: {without_paths(str(error), names)}") from error
     return RunPlan(config, train, prior_train)
 
 
 DATA_FOLDER = "<data folder>"  # how messages to a visitor name the data folder
-
-
-def _hidden(message: str, data_root: Path | None) -> str:
-    return message if data_root is None else without_paths(message, {data_root: DATA_FOLDER})
 
 
 @dataclass
@@ -181,6 +178,8 @@ class RunManager:
         """runs_dir: where runs are written; data_root: the folder path sources must lie in (None: the
         named sources only); uploads: a folder no run may read (the app's upload folder)."""
         self.runs_dir, self.data_root, self.uploads = Path(runs_dir), data_root, uploads
+        # the folders a visitor sees by name in a run's messages, never by their server paths
+        self.names = {self.runs_dir: "runs"} | ({data_root: DATA_FOLDER} if data_root else {})
         self._context = multiprocessing.get_context("spawn")
         self._lock = threading.RLock()
         self._run: _Run | None = None
@@ -210,8 +209,7 @@ class RunManager:
             )
             status = RunStatus("running", settings.name, folder, "vqvae", message="starting the training process")
             process.start()
-            names = {self.runs_dir: "runs"} | ({self.data_root: DATA_FOLDER} if self.data_root else {})
-            self._run = _Run(status, process, queue, stop, names)
+            self._run = _Run(status, process, queue, stop, self.names)
             log.info("started training run %s (pid %s)", folder, process.pid)
 
     def stop(self, force: bool = False) -> None:
