@@ -7,6 +7,7 @@ the uninterrupted run go through the same entry point, `vqvae.__main__.main`, in
 """
 
 import dataclasses
+import os
 import shutil
 import signal
 import subprocess
@@ -40,9 +41,17 @@ def data(tmp_path_factory):
 
 
 def signalled(args: list[str], first_save: Path, signums: list[int], logs: Path) -> tuple[int, str, str]:
-    """Run `python -m vqvae ARGS`, send the signals once `first_save` exists; (status, stdout, stderr)."""
+    """Run `python -m vqvae ARGS`, send the signals once `first_save` exists; (status, stdout, stderr).
+
+    The process computes with as many threads as this one, where its run is resumed and compared:
+    a sum split over another number of threads rounds differently (the app's tests, in this same
+    process, may have set one thread).
+    """
+    env = os.environ | {"OMP_NUM_THREADS": str(torch.get_num_threads())}
     with open(logs / "stdout", "w+") as stdout, open(logs / "stderr", "w+") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "vqvae", *args], cwd=ROOT, stdout=stdout, stderr=stderr)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "vqvae", *args], cwd=ROOT, env=env, stdout=stdout, stderr=stderr
+        )
         deadline = time.monotonic() + 120
         while not first_save.exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
