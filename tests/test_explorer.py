@@ -3,6 +3,7 @@
 import dataclasses
 import math
 import os
+import re
 import shutil
 
 import numpy as np
@@ -10,10 +11,10 @@ import pytest
 import torch
 
 from vqvae import checkpoint as ckpt
-from vqvae.analysis import ANALYSIS, analyse_checkpoint, load_analysis
+from vqvae.analysis import ANALYSIS, analyse_checkpoint
 from vqvae.app.explorer import MAX_SAMPLES, Explorer, open_explorer
 from vqvae.config import TrainConfig, preset
-from vqvae.errors import InputError
+from vqvae.errors import CheckpointError, InputError
 from vqvae.evaluate import evaluate_checkpoint
 from vqvae.train import train_prior, train_vqvae
 
@@ -352,16 +353,18 @@ def test_open_explorer_reloads_only_when_a_watched_file_changes(copy):
     assert third is not second and open_explorer(copy) is third
 
 
-def test_an_explorer_without_an_analysis_computes_one_and_writes_nothing(copy, explorer):
-    saved = load_analysis(copy, explorer.model)
+def test_a_folder_without_an_analysis_is_refused_with_the_command_that_makes_it(copy, monkeypatch):
     (copy / ANALYSIS).unlink()
     before = snapshot(copy)
-    fresh = Explorer(copy)
-    assert snapshot(copy) == before  # opening a folder never writes to it
-    computed = fresh.analysis
-    assert torch.equal(computed.indices, saved.indices) and torch.equal(computed.usage, saved.usage)
-    assert torch.equal(computed.tiles, saved.tiles) and set(computed.projections) == {"pca"}
-    assert fresh.heldout_bits == pytest.approx(explorer.heldout_bits)
+    monkeypatch.setattr(ckpt, "load_checkpoint", lambda folder: pytest.fail("loaded a folder it then refuses"))
+    for load in (Explorer, open_explorer):
+        with pytest.raises(CheckpointError, match=re.escape(f"`python -m vqvae analyse {copy.parent.name}/copy`")):
+            load(copy)
+    assert snapshot(copy) == before  # nothing analysed or written inside the request
+    monkeypatch.undo()
+
+    analyse_checkpoint(copy, with_umap=False)  # the command the message names
+    assert open_explorer(copy).analysis.usage.shape == (K,)
 
 
 def test_heldout_bits_come_from_metrics_json_only_while_the_files_it_measured_are_unchanged(copy, explorer):

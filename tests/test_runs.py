@@ -1,18 +1,28 @@
-"""Background training runs (vqvae/runs.py): start, watch live, refuse, stop, fail, die."""
+"""Background training runs (vqvae/runs.py): start, watch live, refuse, stop, fail, die, and
+leave behind only whole runs."""
 
 import os
 import re
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from safetensors.torch import save as save_safetensors_bytes
 
 from vqvae import checkpoint as ckpt
 from vqvae.analysis import ANALYSIS
-from vqvae.app.runs import RunManager, RunSettings, forget_unfinished
+from vqvae.app.catalog import Catalog
+from vqvae.app.run_child import MEMORY_LIMIT, discard
+from vqvae.app.runs import NOT_YOURS, RunManager, RunSettings, plan_run
+from vqvae.app.sizes import HEADER_BYTES, LOAD_LIMIT, prior_file_bytes, vqvae_file_bytes
+from vqvae.config import PriorConfig, preset_with
 from vqvae.errors import TrainingError
+from vqvae.model import VQVAE
+from vqvae.prior import GatedPixelCNN
 
 
 def tiny(name: str, **changes) -> RunSettings:
@@ -35,11 +45,16 @@ def ended(status) -> bool:
     return not status.active
 
 
+def partial(status) -> Path:
+    """Where a run trains until it has ended: runs/.NAME.partial."""
+    return status.folder.with_name(f".{status.folder.name}.partial")
+
+
 @pytest.fixture
 def manager(tmp_path):
     manager = RunManager(tmp_path / "runs", data_root=tmp_path)
     yield manager
-    manager.stop(force=True)  # never leave a child behind a failed test
+    manager.close()  # never leave a child behind a failed test
 
 
 def test_a_run_finishes_with_a_folder_the_app_can_open(manager):
@@ -63,6 +78,8 @@ def test_live_curves_one_run_at_a_time_and_a_stop_that_keeps_the_checkpoint(mana
     assert first.step >= 10
     child = manager._run.process.pid  # trains niced: the app's requests get the cores first
     assert os.getpriority(os.PRIO_PROCESS, child) > os.getpriority(os.PRIO_PROCESS, 0)
+    limits = Path(f"/proc/{child}/limits").read_text()  # and within its memory limit
+    assert re.search(rf"Max address space\s+{MEMORY_LIMIT}\s", limits), limits
     later = wait_for(manager, lambda s: len(s.vqvae_history) > len(first.vqvae_history))
     assert later.vqvae_history[: len(first.vqvae_history)] == first.vqvae_history
 
@@ -113,11 +130,13 @@ def test_bad_settings_are_refused_before_any_process_starts(manager, changes, me
     assert not manager.runs_dir.exists()
 
 
-def test_an_existing_folder_is_refused(manager):
-    (manager.runs_dir / "taken").mkdir(parents=True)
+@pytest.mark.parametrize("folder", ["taken", ".taken.partial"])
+def test_an_existing_folder_finished_or_partial_is_refused(manager, folder):
+    (manager.runs_dir / folder).mkdir(parents=True)
     with pytest.raises(TrainingError, match="already exists"):
         manager.start(tiny("taken", steps=5))
     assert manager.status().state == "idle"
+    assert sorted(p.name for p in manager.runs_dir.iterdir()) == [folder]
 
 
 def test_form_values_are_read_as_the_browser_sends_them():
@@ -155,43 +174,211 @@ def write_png(path):
     Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(path)
 
 
-def test_a_failing_data_source_ends_failed_with_its_message(manager, tmp_path):
+def test_a_data_source_that_does_not_decode_is_refused_with_its_message(manager, tmp_path):
     broken = tmp_path / "broken"  # image files by their names, enough of them, that do not decode
     broken.mkdir()
     for i in range(70):
         (broken / f"{i}.png").write_bytes(b"not an image")
-    manager.start(tiny("nodata", steps=5, data=f"folder:{broken}"))
-    status = wait_for(manager, ended)
-    assert status.state == "failed"
-    assert "cannot read image" in status.message and "<data folder>/broken" in status.message
-    assert str(tmp_path) not in status.message
-    assert not status.folder.exists()  # nothing saved, nothing left for the checkpoint picker
+    with pytest.raises(TrainingError, match="cannot read image") as refused:
+        manager.start(tiny("nodata", steps=5, data=f"folder:{broken}"))
+    assert str(tmp_path) not in str(refused.value)
+    assert manager.status().state == "idle" and not manager.runs_dir.exists()
 
 
-def test_a_killed_child_is_reported_failed_not_running(manager):
+def test_a_killed_child_is_reported_failed_and_its_folder_removed(manager):
     manager.start(tiny("killed", minutes=5))
-    wait_for(manager, lambda s: s.step >= 30)  # digits-tiny saves every 25 steps (after the step-25 log)
-    os.kill(manager._run.process.pid, signal.SIGKILL)
+    status = wait_for(manager, lambda s: s.step >= 30)  # digits-tiny saves every 25 steps (after the step-25 log)
+    assert (partial(status) / ckpt.WEIGHTS).exists()
+    os.kill(manager._run.process.pid, signal.SIGKILL)  # as the kernel ends a process out of memory
     status = wait_for(manager, ended)
     assert status.state == "failed"
-    assert "ended unexpectedly" in status.message
-    assert ckpt.load_checkpoint(status.folder).step >= 25  # the periodic save survives
+    assert "ended unexpectedly (killed by SIGKILL" in status.message and "nothing was kept" in status.message
+    assert list(manager.runs_dir.iterdir()) == []  # its weights went with it: only whole runs stay
 
     manager.start(tiny("after", steps=5))  # and the manager takes a new run
     assert wait_for(manager, ended).state == "finished"
 
 
-def test_a_run_killed_before_its_first_weights_leaves_no_folder(tmp_path):
-    folder = tmp_path / "killed"  # killed in its first save: history and train state written, weights not
-    folder.mkdir()
-    for name in (ckpt.CONFIG, ckpt.HISTORY, ckpt.TRAIN_STATE, f".{ckpt.WEIGHTS}.x1y2z3w4.tmp"):
-        (folder / name).write_text("{}")
-    forget_unfinished(folder)
-    assert not folder.exists()
+# --- only whole runs are kept, and only they are offered -----------------------------------------
 
-    kept = tmp_path / "kept"  # with weights, or with a file of someone else's, the folder stays
-    kept.mkdir()
-    (kept / "notes.txt").write_text("mine")
-    (kept / ckpt.CONFIG).write_text("{}")
-    forget_unfinished(kept)
-    assert [p.name for p in kept.iterdir()] == ["notes.txt"]
+
+def test_a_run_is_offered_only_once_its_whole_pipeline_has_ended(manager, tmp_path):
+    catalog = Catalog((manager.runs_dir,), tmp_path)
+    manager.start(tiny("whole", minutes=5))
+    status = wait_for(manager, lambda s: s.step >= 30)
+    assert (partial(status) / ckpt.WEIGHTS).exists() and (partial(status) / ckpt.CONFIG).exists()
+    assert catalog.choices() == []  # weights, but a run still training: not offered
+    with pytest.raises(ckpt.CheckpointError):
+        catalog.resolve("runs/.whole.partial")
+
+    manager.stop()  # a stopped run is evaluated and analysed, then takes its name
+    status = wait_for(manager, ended)
+    assert status.state == "stopped", status.message
+    assert catalog.choices() == ["runs/whole"]  # at once, though the catalog had listed the root before
+    assert catalog.resolve("runs/whole") == status.folder.resolve()
+    assert (status.folder / ANALYSIS).exists() and not partial(status).exists()
+
+
+def test_a_run_stopped_at_once_leaves_no_folder(manager):
+    manager.start(tiny("forced", minutes=5))
+    wait_for(manager, lambda s: s.step >= 30)
+    manager.stop(force=True)
+    status = manager.status()
+    assert status.state == "stopped" and "nothing was kept" in status.message
+    assert list(manager.runs_dir.iterdir()) == []
+
+
+def test_a_run_that_fails_after_saving_weights_leaves_no_folder(manager):
+    manager.start(tiny("late", steps=20))
+    blocker = manager.runs_dir / ".late.partial" / ANALYSIS  # a folder where the analysis goes: its save fails
+    blocker.mkdir()
+    (blocker / "in-the-way").write_text("")
+    status = wait_for(manager, ended)
+    assert status.state == "failed" and "cannot save analysis.safetensors" in status.message
+    assert status.phase == "analyse"  # after its weights, metrics and all were saved
+    assert list(manager.runs_dir.iterdir()) == []
+
+
+def test_discarding_a_partial_run_removes_only_it_and_follows_no_link(tmp_path):
+    runs, outside = tmp_path / "runs", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("not the run's")
+    folder = runs / ".gone.partial"
+    (folder / "sub").mkdir(parents=True)
+    for name in (ckpt.CONFIG, ckpt.WEIGHTS, f".{ckpt.WEIGHTS}.x1y2z3w4.tmp", "sub/x"):
+        (folder / name).write_text("{}")
+    os.symlink(outside, folder / "link", target_is_directory=True)
+    os.symlink(outside / "keep.txt", folder / "file-link")
+    discard(folder)
+    assert not folder.exists() and (outside / "keep.txt").read_text() == "not the run's"
+
+    os.symlink(outside, runs / ".alias.partial", target_is_directory=True)  # a link in its place: left alone
+    discard(runs / ".alias.partial")
+    assert (runs / ".alias.partial").is_symlink() and (outside / "keep.txt").exists()
+    finished = runs / "finished"
+    finished.mkdir()
+    with pytest.raises(ValueError, match="not a run's partial folder"):
+        discard(finished)  # a finished run's folder is never removed
+    assert finished.exists()
+
+
+# --- refused before they start: what the app could not load ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "k, d, message",
+    [
+        (65536, 4096, "vqvae.safetensors would be about 2,0[0-9]{2} MB, more than the 2,048 MB"),
+        (32768, 8, "num_embeddings \\(K\\) must be at most 16,384"),
+        (1024, 2048, "K x D = 2,097,152 values is more than the 1,048,576"),
+    ],
+)
+def test_a_run_whose_checkpoint_could_not_load_is_refused_before_it_starts(manager, k, d, message):
+    with pytest.raises(TrainingError, match=message):
+        manager.start(tiny("huge", num_embeddings=k, embedding_dim=d))
+    assert manager.status().state == "idle" and not manager.runs_dir.exists()
+
+
+def test_the_load_limit_is_the_checkpoints_own():
+    assert LOAD_LIMIT == ckpt.MAX_FILE_BYTES
+
+
+def tensor_bytes(module: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in module.state_dict().values())
+
+
+@pytest.mark.parametrize(
+    "preset, changes",
+    [
+        ("digits-tiny", {}),
+        ("mnist", {}),
+        ("mnist", {"update": "loss", "num_embeddings": 100, "embedding_dim": 3}),
+        ("mnist", {"downsample": 2, "num_residual_blocks": 0}),
+        ("digits-tiny", {"downsample": 8, "num_residual_blocks": 3}),
+        ("digits-tiny", {"downsample": 4, "in_channels": 3}),
+    ],
+)
+def test_the_size_estimate_is_the_saved_weights(preset, changes):
+    model_fields = {"downsample", "num_residual_blocks", "in_channels"}
+    config = preset_with(
+        preset,
+        model={k: v for k, v in changes.items() if k in model_fields},
+        quantizer={k: v for k, v in changes.items() if k not in model_fields},
+        train={},
+    ).vqvae
+    model = VQVAE(config)
+    estimate, saved = vqvae_file_bytes(config), len(save_safetensors_bytes(model.state_dict()))
+    assert estimate - HEADER_BYTES == tensor_bytes(model)  # every tensor counted, exactly
+    assert saved <= estimate
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"num_classes": 10},
+        {"num_classes": 3, "condition_channels": 5, "kernel_size": 5, "num_layers": 3, "embedding_dim": 7},
+    ],
+)
+def test_the_prior_size_estimate_is_the_saved_prior(settings):
+    config = PriorConfig(40, 4, 3, **settings)
+    prior = GatedPixelCNN(config)
+    estimate = prior_file_bytes(config)
+    assert estimate - HEADER_BYTES == tensor_bytes(prior)
+    assert len(save_safetensors_bytes(prior.state_dict())) <= estimate
+
+
+def test_the_training_pages_defaults_pass_the_size_checks():
+    plan = plan_run(RunSettings(name="defaults", preset="mnist", num_embeddings=512, embedding_dim=64))
+    assert plan.prior_train is not None and vqvae_file_bytes(plan.vqvae) < 2 * 1024**2
+
+
+# --- the child's memory ------------------------------------------------------------------------
+
+
+def test_a_run_out_of_memory_fails_saying_so_and_leaves_no_folder(tmp_path):
+    """The images of this archive take 1.2 GB once loaded: more than a 1.5 GiB process holds beside torch."""
+    np.savez_compressed(tmp_path / "big.npz", images=np.zeros((400_000, 28, 28), dtype=np.uint8))
+    manager = RunManager(tmp_path / "runs", data_root=tmp_path, memory_bytes=3 * 2**29)
+    try:
+        manager.start(tiny("big", steps=5, data=f"npz:{tmp_path / 'big.npz'}"))
+        status = wait_for(manager, ended, timeout=120)
+    finally:
+        manager.close()
+    assert status.state == "failed"
+    assert status.message.startswith("ran out of memory (limit 1.5 GiB)"), status.message
+    assert list(manager.runs_dir.iterdir()) == []
+
+
+# --- only whoever started a run may stop it -----------------------------------------------------
+
+
+def test_only_whoever_started_a_run_can_stop_it(manager):
+    manager.start(tiny("mine", minutes=5), owner="alice-token")
+    wait_for(manager, lambda s: s.step >= 5)
+    assert manager.status("alice-token").owned_by_you
+    assert not manager.status("bob-token").owned_by_you and not manager.status().owned_by_you
+    for other in ("bob-token", None, "alice-token "):
+        with pytest.raises(TrainingError, match=re.escape(NOT_YOURS)):
+            manager.stop(owner=other)
+        with pytest.raises(TrainingError, match=re.escape(NOT_YOURS)):
+            manager.stop(force=True, owner=other)
+    assert manager.status().state == "running" and manager._run.process.is_alive()
+
+    manager.stop(force=True, owner="alice-token")
+    assert manager.status("alice-token").state == "stopped"
+
+
+def test_a_run_started_without_an_owner_can_be_stopped_by_anyone(manager):
+    manager.start(tiny("anyones", minutes=5))
+    wait_for(manager, lambda s: s.step >= 5)
+    assert manager.status().owned_by_you and manager.status("someone").owned_by_you
+    manager.stop(force=True, owner="someone")
+    assert manager.status().state == "stopped"
+
+
+@pytest.mark.parametrize("owner", ["", 42, "x" * 257, b"token"])
+def test_a_bad_owner_token_is_refused(manager, owner):
+    with pytest.raises(TrainingError, match="owner token"):
+        manager.start(tiny("owned", steps=5), owner=owner)
+    assert manager.status().state == "idle" and not manager.runs_dir.exists()

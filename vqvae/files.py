@@ -19,3 +19,8 @@ CLASSIFIER = "classifier.safetensors"  # the small CNN that scores decoded sampl
 CLASSIFIER_STATE = "classifier_train_state.safetensors"
 CLASSIFIER_HISTORY = "classifier_history.json"
 ANALYSIS = "analysis.safetensors"  # what `python -m vqvae analyse` computed for the app
+
+# A run started from the app trains in a hidden folder beside its final place, runs/.NAME.partial, renamed
+# to runs/NAME only once its whole pipeline has ended: the picker lists no hidden folder, so it never
+# offers a run still training, nor one that failed or was killed (whose folder is removed).
+PARTIAL_SUFFIX = ".partial"

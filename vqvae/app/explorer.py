@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from .. import checkpoint as ckpt
-from ..analysis import Analysis, analyse_loaded, load_analysis
+from ..analysis import Analysis, load_analysis
 from ..comparison import priors_to_compare
-from ..errors import InputError
+from ..errors import CheckpointError, InputError
 from ..files import ANALYSIS
 from ..images import to_uint8
 from ..metrics import bits_per_latent, perplexity, psnr_db
@@ -84,12 +84,14 @@ class Explorer:
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
+        if not (self.folder / ANALYSIS).is_file():  # made once, by the command line: never inside a request
+            named = f"{self.folder.parent.name}/{self.folder.name}"  # as the picker shows it, not the server's path
+            raise CheckpointError(
+                f"{named} has no {ANALYSIS}, which the app reads: make it with `python -m vqvae analyse {named}`"
+            )
         self.checkpoint = ckpt.load_checkpoint(self.folder)
         self.model = self.checkpoint.model.eval()
-        if (self.folder / ANALYSIS).exists():
-            self.analysis: Analysis = load_analysis(self.folder, self.model)
-        else:  # computed for this session, never written: opening a folder leaves it as it was
-            self.analysis = analyse_loaded(self.checkpoint, with_umap=False)
+        self.analysis: Analysis = load_analysis(self.folder, self.model)
         self.priors = self._load_priors()
 
     # --- what the checkpoint is -----------------------------------------------------------
@@ -429,7 +431,7 @@ def open_explorer(folder: str | Path) -> Explorer:
         signature = _signature(folder)
         cached = _cache.get(folder)
         if cached is None or cached[0] != signature:
-            _cache[folder] = (_signature(folder), Explorer(folder))  # analysing may have added a file
+            _cache[folder] = (_signature(folder), Explorer(folder))
             while len(_cache) > 4:
                 _cache.pop(next(iter(_cache)))
         return _cache[folder][1]

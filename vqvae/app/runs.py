@@ -2,12 +2,17 @@
 
 A run does what `python -m vqvae train` and `train-prior` do, in order (jobs.py: the VQ-VAE,
 evaluate, analyse, the prior), in a spawned child process (run_child.py), so the app's threads
-and torch state never leak into it, and the app itself never imports torch to start one.
+and torch state never leak into it, and the app itself never imports torch to start one. It trains
+in the hidden runs_dir/.NAME.partial and takes its name, runs_dir/NAME, only once the pipeline has
+ended: the checkpoint picker offers whole runs only, and a run that fails, is stopped at once or
+dies leaves nothing behind. Settings whose checkpoint the app could not load are refused before a
+process starts, and the child trains under a memory limit.
 
 The child reports every `TrainEvent` as a small dict on a `multiprocessing.Queue` and reads
 a `multiprocessing.Event` as its `should_stop`, so a stop lands after the current step and
 the loop saves before it returns; every file is written atomically, so the folder always
 loads. The parent side, `RunManager`, folds the queue into a `RunStatus` on each `status()`.
+Only whoever started a run (the owner token given to `start`) may stop it.
 
 "spawn" starts a fresh interpreter that re-runs the top level of the app's main script (as
 `__mp_main__`), so that script must only define things there and launch under
@@ -17,10 +22,12 @@ loads. The parent side, `RunManager`, folds the queue into a `RunStatus` on each
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import logging
 import math
 import multiprocessing
 import re
+import signal
 import threading
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
@@ -34,13 +41,16 @@ from ..errors import DataError, TrainingError
 from ..sources import check_source
 from .exposure import allowed_source, without_paths
 from .forms import number, whole_number
-from .run_child import forget_unfinished, run_job
+from .run_child import MEMORY_LIMIT, discard, partial_folder, run_job
+from .sizes import check_loadable
 
 log = logging.getLogger(__name__)
 
 STATES = ("idle", "running", "stopping", "finished", "stopped", "failed")
 ACTIVE = ("running", "stopping")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_OWNER = 256  # characters of an owner token
+NOT_YOURS = "this run was started by another visitor; only they can stop it"
 
 
 def _whole(name: str, value: Any) -> int | None:
@@ -107,8 +117,9 @@ def plan_run(settings: RunSettings, data_root: Path | None = None, uploads: Path
 
     A path source must lie inside `data_root` and outside `uploads` (exposure.py). The data source
     is checked from its file names and headers (sources.py): a missing or empty folder, or a batch
-    larger than all its images, is refused before any process starts. No message shows where the
-    data folder is on the server.
+    larger than all its images, is refused before any process starts, and so is a model whose
+    checkpoint the app could not load (check_loadable). No message shows where the data folder is
+    on the server.
     """
     data = settings.data and allowed_source(settings.data, data_root, uploads)
     try:
@@ -123,6 +134,7 @@ def plan_run(settings: RunSettings, data_root: Path | None = None, uploads: Path
         prior_train = None
         if settings.prior_minutes > 0:
             prior_train = prior_training(train.data, train.seed, minutes=settings.prior_minutes)
+        check_loadable(config, prior_train is not None)
         check_source(train.data, train.batch_size)
     except ValueError as error:
         raise TrainingError(f"bad setting: {error}") from error
@@ -141,7 +153,7 @@ class RunStatus:
 
     state: str = "idle"  # one of STATES
     name: str = ""
-    folder: Path | None = None  # runs_dir / name
+    folder: Path | None = None  # runs_dir / name, where the run is once it has ended and was kept
     phase: str = ""  # one of jobs.PHASES; "" when idle
     progress: float = 0.0  # 0..1 of the current phase
     step: int = 0  # training step of the current (or last) training phase
@@ -149,6 +161,7 @@ class RunStatus:
     vqvae_history: list[dict[str, float]] = field(default_factory=list)  # "log" rows: loss, perplexity, codes_used
     prior_history: list[dict[str, float]] = field(default_factory=list)  # "log" rows: loss, bits_per_latent
     message: str = ""  # what is going on; the error on failure; a one-line summary at the end
+    owned_by_you: bool = False  # the asker may stop it: their owner token started it, or it was started without one
 
     @property
     def active(self) -> bool:
@@ -164,6 +177,8 @@ class _Run:
     process: BaseProcess
     queue: multiprocessing.Queue
     stop: StopEvent
+    partial: Path  # where it trains: partial_folder(status.folder)
+    owner: str | None  # the token of whoever started it; None: anyone may stop it
     names: dict[Path, str] = field(default_factory=dict)  # folders a visitor sees by name, not by path
     forced: bool = False
 
@@ -174,65 +189,108 @@ class RunManager:
     Thread-safe: the app may call status() from a timer while a button calls stop().
     """
 
-    def __init__(self, runs_dir: str | Path, data_root: Path | None = None, uploads: Path | None = None):
+    def __init__(
+        self,
+        runs_dir: str | Path,
+        data_root: Path | None = None,
+        uploads: Path | None = None,
+        memory_bytes: int | None = MEMORY_LIMIT,
+    ):
         """runs_dir: where runs are written; data_root: the folder path sources must lie in (None: the
-        named sources only); uploads: a folder no run may read (the app's upload folder)."""
+        named sources only); uploads: a folder no run may read (the app's upload folder);
+        memory_bytes: the address space each run's process may map (None: no limit)."""
         self.runs_dir, self.data_root, self.uploads = Path(runs_dir), data_root, uploads
+        self.memory_bytes = memory_bytes
         # the folders a visitor sees by name in a run's messages, never by their server paths
         self.names = {self.runs_dir: "runs"} | ({data_root: DATA_FOLDER} if data_root else {})
         self._context = multiprocessing.get_context("spawn")
         self._lock = threading.RLock()
         self._run: _Run | None = None
 
-    def start(self, settings: RunSettings) -> None:
-        """Validate, then start the run in a background process; raises TrainingError if it cannot."""
+    def start(self, settings: RunSettings, owner: str | None = None) -> None:
+        """Validate, then start the run in a background process; raises TrainingError if it cannot.
+
+        owner: a token of whoever starts it (e.g. one per browser); only a stop that gives the same
+        token ends the run. None: anyone may stop it.
+        """
         with self._lock:
+            _check_owner(owner)
             current = self._refresh()
             if current is not None and current.status.active:
                 raise TrainingError(f"a training run is already going: {current.status.name}")
             plan = plan_run(settings, self.data_root, self.uploads)
             folder = self.runs_dir / settings.name
-            if folder.exists():
-                raise TrainingError(f"a run named {settings.name} already exists; choose another run name")
+            partial = partial_folder(folder)
+            taken = TrainingError(f"a run named {settings.name} already exists; choose another run name")
+            if folder.exists() or folder.is_symlink():
+                raise taken
             self.runs_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                partial.mkdir()  # exclusive: this run's own folder, so all it will hold is the run's
+            except FileExistsError:
+                raise taken from None
             job = {
                 "folder": str(folder),
+                "partial": str(partial),
                 "vqvae": to_dict(plan.vqvae),
                 "train": to_dict(plan.train),
                 "prior_train": None if plan.prior_train is None else to_dict(plan.prior_train),
                 "classifier_steps": settings.classifier_steps,
                 "with_umap": bool(settings.with_umap),
+                "memory_bytes": self.memory_bytes,
             }
             queue, stop = self._context.Queue(), self._context.Event()
             process = self._context.Process(
                 target=run_job, args=(job, queue, stop), name=f"vqvae-run-{settings.name}", daemon=True
             )
             status = RunStatus("running", settings.name, folder, "vqvae", message="starting the training process")
-            process.start()
-            self._run = _Run(status, process, queue, stop, self.names)
+            try:
+                process.start()
+            except BaseException:
+                discard(partial)
+                raise
+            self._run = _Run(status, process, queue, stop, partial, owner, self.names)
             log.info("started training run %s (pid %s)", folder, process.pid)
 
-    def stop(self, force: bool = False) -> None:
-        """Ask the run to stop after its current step (it saves, then exits).
+    def stop(self, force: bool = False, *, owner: str | None = None) -> None:
+        """Ask the run to stop after its current step (it saves, is evaluated and analysed, and is kept).
 
-        force=True ends the process at once instead: files are written atomically, so the
-        folder keeps what it last saved (the VQ-VAE saves every `save_every` steps).
+        force=True ends the process at once instead, and its folder is removed. Only the owner token
+        the run was started with stops it (any, when it was started without one); another raises
+        TrainingError.
         """
         with self._lock:
+            _check_owner(owner)
             run = self._refresh()
             if run is None or not run.status.active:
                 return
-            run.stop.set()
-            run.status.state = "stopping"
-            if force:
-                run.forced = True
-                run.process.terminate()
-                run.process.join(timeout=5)
-                self._refresh()
-            log.info("asked training run %s to stop%s", run.status.folder, " at once" if force else "")
+            if not _owns(run, owner):
+                raise TrainingError(NOT_YOURS)
+            self._stop(run, force)
 
-    def status(self) -> RunStatus:
-        """A snapshot of the run: drains what the child has reported since the last call."""
+    def close(self) -> None:
+        """End whatever run is going at once, whoever started it (the app shutting down)."""
+        with self._lock:
+            run = self._refresh()
+            if run is not None and run.status.active:
+                self._stop(run, force=True)
+
+    def _stop(self, run: _Run, force: bool) -> None:
+        run.stop.set()
+        run.status.state = "stopping"
+        if force:
+            run.forced = True
+            run.process.terminate()
+            run.process.join(timeout=5)
+            if run.process.is_alive():
+                run.process.kill()
+                run.process.join(timeout=5)
+            self._refresh()
+        log.info("asked training run %s to stop%s", run.status.folder, " at once" if force else "")
+
+    def status(self, owner: str | None = None) -> RunStatus:
+        """A snapshot of the run: drains what the child has reported since the last call.
+        `owned_by_you` says whether `owner` may stop it."""
         with self._lock:
             run = self._refresh()
             if run is None:
@@ -241,6 +299,7 @@ class RunManager:
                 run.status,
                 vqvae_history=list(run.status.vqvae_history),
                 prior_history=list(run.status.prior_history),
+                owned_by_you=_owns(run, owner),
             )
 
     def _refresh(self) -> _Run | None:
@@ -256,16 +315,47 @@ class RunManager:
         return run
 
 
+def _check_owner(owner: Any) -> None:
+    if owner is not None and not (isinstance(owner, str) and 0 < len(owner) <= MAX_OWNER):
+        raise TrainingError(f"an owner token must be text of 1 to {MAX_OWNER} characters")
+
+
+def _owns(run: _Run, owner: str | None) -> bool:
+    """Whether `owner` may stop the run: the token it was started with (compared in constant time)."""
+    if run.owner is None:
+        return True
+    return isinstance(owner, str) and hmac.compare_digest(owner.encode(), run.owner.encode())
+
+
 def _gone_without_a_word(run: _Run) -> None:
     """The child ended (killed, out of memory, stopped at once) before it could report its end."""
     folder, phase = run.status.folder, run.status.phase
-    forget_unfinished(folder)
-    kept = f"{folder.name} keeps its last save" if folder.exists() else "nothing had been saved yet"
+    if folder.is_dir() and not run.partial.exists():  # it took its name, then died before saying so
+        _end(run, "finished", f"{folder.name} was saved; the training process ended before its summary came")
+        return
+    discard(run.partial)
     if run.forced:
-        _end(run, "stopped", f"stopped at once in the {phase} phase; {kept}")
+        _end(run, "stopped", f"stopped at once in the {phase} phase; nothing was kept")
     else:
-        code = run.process.exitcode
-        _end(run, "failed", f"the training process ended unexpectedly (exit code {code}) in the {phase} phase; {kept}")
+        _end(
+            run,
+            "failed",
+            f"the training process ended unexpectedly ({_how(run.process.exitcode)}) in the "
+            f"{phase} phase; nothing was kept",
+        )
+
+
+def _how(exitcode: int | None) -> str:
+    """How a process that gave no word ended, in words."""
+    if exitcode is None or exitcode >= 0:
+        return f"exit code {exitcode}"
+    try:
+        name = signal.Signals(-exitcode).name
+    except ValueError:
+        name = f"signal {-exitcode}"
+    if name == "SIGKILL":
+        return "killed by SIGKILL, as the system ends a process when memory runs out"
+    return f"ended by {name}"
 
 
 def _drain(run: _Run) -> None:
@@ -291,6 +381,8 @@ def _fold(run: _Run, message: dict[str, Any]) -> None:
     elif message["type"] == "end":
         if message["state"] != "failed":
             status.phase, status.progress = "done", 1.0
+        else:
+            discard(run.partial)  # the child removes it; this is in case it died doing so
         _end(run, message["state"], message["message"])
 
 
