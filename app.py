@@ -8,15 +8,20 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import tempfile
 import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
+# Gradio's uploads and rendered images, in a folder of the app's own (Gradio serves every file in
+# it). Visitors see its path in Gradio's file references, so it lies in the system's temp folder,
+# where its path tells nothing of the server's layout.
+TEMP = Path(tempfile.gettempdir()) / f"vqvae-explorer-{os.getuid() if hasattr(os, 'getuid') else 'app'}"
 for name, value in {
     "GRADIO_ANALYTICS_ENABLED": "False",
     "HF_HUB_OFFLINE": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
-    "GRADIO_TEMP_DIR": str(ROOT / ".gradio"),
+    "GRADIO_TEMP_DIR": str(TEMP),
     # Gradio's queue keeps a record of the last 10,000 calls for its monitoring page (off here) and
     # sums them up with pandas after every call: CPU on every call once full, and memory that
     # grows with use. One record, never summed.
@@ -36,7 +41,8 @@ from starlette.middleware import Middleware  # noqa: E402
 
 from pages import atlas, codes, figures, reconstruct, sampling, training, usage  # noqa: E402
 from pages.common import Shared, explorers  # noqa: E402
-from pages.guards import BodyLimit, KnownCalls, QueueDoor, SecurityHeaders, SketchBlobs  # noqa: E402
+from pages.guards import BodyLimit, KnownCalls, QueueDoor, SecurityHeaders, SketchBlobs, Uploads  # noqa: E402
+from pages.reconstruct import UPLOAD_TYPES  # noqa: E402
 from vqvae.app.catalog import Catalog  # noqa: E402
 from vqvae.app.exposure import Exposure, exposure_for  # noqa: E402
 from vqvae.app.runs import RunManager  # noqa: E402
@@ -66,6 +72,11 @@ BODY_CAPS = {
     "/gradio_api/component_server": 2**18,  # a drawing's layer: a 280x280 PNG of a few KB
     "/gradio_api/component_server/": 2**18,
 }
+# What one visitor (a client address; behind a proxy on this machine, the address it forwards) may
+# upload in an hour: a class behind one school address uploads a few photos each. The Gradio temp
+# folder (uploads and rendered images, cleaned hourly) takes no upload past its cap.
+UPLOADS_PER_VISITOR = (256 * 2**20, 300)  # bytes, files
+TEMP_CAP = 2**30
 # Gradio keeps, per session (a browser tab, an API client), a copy of every component's settings
 # and last values, about 0.5 MB here, until the session is among the least recently used beyond
 # this many: memory stops growing with visitors there. A class fits; a visitor forgotten and back
@@ -86,7 +97,7 @@ def build_app(
     exposure = exposure or Exposure()
     catalog = Catalog(roots or (ROOT / "checkpoints", runs_dir), ROOT)
     runs = RunManager(runs_dir, data_root, uploads=Path(os.environ["GRADIO_TEMP_DIR"]))
-    shared = Shared(catalog, runs, THREADS_PER_REQUEST, training=exposure.training)
+    shared = Shared(catalog, runs, THREADS_PER_REQUEST, training=exposure.training, owners=exposure.login is not None)
     choices = catalog.choices()
     initial = checkpoint if checkpoint in choices else (choices[0] if choices else None)
     # uploads and rendered images older than an hour are deleted, hourly: the temp folder does not grow
@@ -118,9 +129,7 @@ def build_app(
     return demo
 
 
-def launch(
-    demo: gr.Blocks, host: str, port: int, block: bool = True, login: tuple[str, str] | None = None
-) -> None:
+def launch(demo: gr.Blocks, host: str, port: int, block: bool = True, login: tuple[str, str] | None = None) -> None:
     """Serve the app: a bounded queue, two requests at a time (the machine's two cores), our styles;
     behind Gradio's login when one is given."""
     # api_open=False: /gradio_api/run/NAME would otherwise run a call at once, past the queue and its limits
@@ -139,13 +148,25 @@ def launch(
         auth=login,
         prevent_thread_lock=True,
     )
+    unnamed(demo.server)
     if block:
         demo.block_thread()
 
 
+def unnamed(server) -> None:
+    """No `server: uvicorn` header: a visitor need not know what serves the app. (uvicorn adds it
+    to every answer from its config, which Gradio builds; it re-reads it each second.)"""
+    config = server.config
+    config.server_header = False
+    config.encoded_headers = [(name, value) for name, value in config.encoded_headers if name != b"server"]
+    state = server.server_state
+    state.default_headers = [(name, value) for name, value in state.default_headers if name != b"server"]
+
+
 def guards(demo: gr.Blocks) -> list[Middleware]:
     """What answers a request before Gradio reads it (pages/guards.py): headers on every answer, a body
-    over its cap, a call the app does not have, a sketch blob it never sends, a full queue."""
+    over its cap, a call the app does not have, a sketch blob it never sends, an upload past its
+    limits, a full queue."""
 
     def waiting() -> int:
         return len(demo._queue)  # what Gradio compares with max_size as a call joins
@@ -155,6 +176,14 @@ def guards(demo: gr.Blocks) -> list[Middleware]:
         Middleware(BodyLimit, default=BODY_CAP, caps=BODY_CAPS),
         Middleware(KnownCalls, names=frozenset(fn.api_name for fn in demo.fns.values() if fn.api_name)),
         Middleware(SketchBlobs),
+        Middleware(
+            Uploads,
+            folder=Path(os.environ["GRADIO_TEMP_DIR"]),
+            folder_cap=TEMP_CAP,
+            per_visitor=UPLOADS_PER_VISITOR[0],
+            files_per_visitor=UPLOADS_PER_VISITOR[1],
+            suffixes=UPLOAD_TYPES,
+        ),
         Middleware(QueueDoor, waiting=waiting, size=QUEUE_SIZE, joins=JOINS),
     ]
 
@@ -192,8 +221,16 @@ def main() -> None:
         "--auth-file", type=Path, help='a file whose first line is user:password (or VQVAE_AUTH="user:password")'
     )
     parser.add_argument(
-        "--data-root", type=Path, default=DATA_ROOT, help="the folder runs may read folder:, idx: and npz: sources from"
-        f" [default: {DATA_ROOT.relative_to(ROOT)}]",
+        "--runs-dir",
+        type=Path,
+        default=ROOT / "runs",
+        help="where runs started from the app are written [default: runs]",
+    )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=DATA_ROOT,
+        help=f"the folder runs may read folder:, idx: and npz: sources from [default: {DATA_ROOT.relative_to(ROOT)}]",
     )
     args = parser.parse_args()
     try:
@@ -201,9 +238,15 @@ def main() -> None:
     except ExposureError as error:
         raise SystemExit(f"error: {error}") from None
     checkpoint = Path(args.checkpoint).resolve()
-    roots = tuple(dict.fromkeys((ROOT / "checkpoints", ROOT / "runs", checkpoint.parent)))
-    shown = checkpoint.relative_to(ROOT).as_posix() if checkpoint.is_relative_to(ROOT) else str(checkpoint)
-    demo = build_app(shown, roots, exposure=exposure, data_root=args.data_root)
+    runs_dir = args.runs_dir.resolve()
+    roots = tuple(dict.fromkeys((ROOT / "checkpoints", runs_dir, checkpoint.parent)))
+    shown = (
+        checkpoint.relative_to(ROOT)
+        if checkpoint.is_relative_to(ROOT)
+        else Path(checkpoint.parent.name, checkpoint.name)
+    )
+    shown = shown.as_posix()  # as the catalog names it
+    demo = build_app(shown, roots, runs_dir, exposure=exposure, data_root=args.data_root)
     launch(demo, args.host, args.port, block=False, login=exposure.login)
     warm_up(checkpoint)
     demo.block_thread()

@@ -41,6 +41,7 @@ class Shared:
     runs: RunManager
     threads: int = 1  # torch's intra-op threads for each request
     training: bool = True  # visitors may train (not in a public demo without a login)
+    owners: bool = False  # a run is stopped only from the browser that started it (behind a login)
     picker: gr.Dropdown | None = None  # made by app.py, read by every page
     demo: gr.Blocks | None = None
 

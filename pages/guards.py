@@ -16,6 +16,10 @@ SketchBlobs: Gradio's sketchpad sends each layer of a drawing to POST component_
 one request naming layer 100,000,000 grew the server by ~760 MB. Only what the app's own
 sketchpad sends passes (a layer, background or composite of a one-layer drawing).
 
+Uploads: POST /gradio_api/upload takes images only (by name and by their first bytes), at most so
+many bytes per visitor's address an hour, and nothing once the upload folder holds its cap; Gradio
+alone takes any file of up to the size cap, as fast as it is sent, and keeps it for an hour.
+
 KnownCalls: a call to an API name the app does not have is answered 404, not Gradio's 500.
 
 SecurityHeaders: every answer says it may not be framed by another site, that its types are not
@@ -29,8 +33,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import OrderedDict
+import os
+import re
+import time
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request  # Gradio's own web framework
@@ -186,6 +194,210 @@ class RecentOnly(OrderedDict):
         return RecentOnly(self.size)
 
 
+class Uploads:
+    """POST /gradio_api/upload: image files only (415); per client address in any `window_s`, at most
+    `per_visitor` bytes in at most `files_per_visitor` uploads (429); none while the upload folder
+    holds `folder_cap` bytes (507).
+
+    The limits are checked on the length the request declares, before a byte of it is read; the
+    body then streams through to Gradio, never held here: each file's name and first bytes are read
+    as they pass (`Parts`), and Gradio hears of the body only once its first file has passed. A
+    later file that fails cuts the request off with the same 415.
+    """
+
+    PATH = "/gradio_api/upload"
+    SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")  # and RIFF....WEBP
+    RESCAN_S = 30.0  # the folder is measured again this often (Gradio deletes old files hourly)
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        folder: Path,
+        folder_cap: int,
+        per_visitor: int,
+        files_per_visitor: int,
+        suffixes: tuple[str, ...],
+        window_s: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.app, self.folder, self.folder_cap = app, Path(folder), folder_cap
+        self.per_visitor, self.files_per_visitor = per_visitor, files_per_visitor
+        self.suffixes, self.window_s, self.clock = tuple(s.lower() for s in suffixes), window_s, clock
+        self.sent: RecentOnly = RecentOnly(4096)  # address -> deque of (time, bytes) within the window
+        self.measured: tuple[float, int] | None = None  # (when, the folder's bytes then, plus uploads since)
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if not (scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == self.PATH):
+            return await self.app(scope, receive, send)
+        length = _content_length(scope)
+        boundary = _boundary(scope)
+        if length is None or boundary is None:
+            return await said(send, 411 if length is None else 415, "an upload is a form that says its length")
+        address = (scope.get("client") or ("unknown",))[0]
+        history = self._recent(address)
+        if len(history) >= self.files_per_visitor or sum(size for _, size in history) + length > self.per_visitor:
+            limit = f"{self.files_per_visitor} files or {_size(self.per_visitor)} in {self.window_s / 60:g} minutes"
+            return await said(send, 429, f"upload limit reached (at most {limit}); try again later")
+        if await self._folder_bytes() + length > self.folder_cap:
+            return await said(send, 507, "the app's upload space is full for now; try again later")
+        parts = Parts(boundary, self._image)
+        held = []  # the messages up to the first file's verdict
+        while not (parts.refused or parts.files or parts.ended):
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            held.append(message)
+            parts.feed(message.get("body", b""), last=not message.get("more_body", False))
+        if parts.refused or not parts.files:
+            return await self._not_images(send)
+        history.append((self.clock(), length))
+        when, size = self.measured
+        self.measured = (when, size + length)
+        await self._stream(scope, held, receive, send, parts)
+
+    async def _stream(self, scope: dict[str, Any], held: list, receive: Receive, send: Send, parts: Parts) -> None:
+        """The held messages, then the rest of the body, to Gradio; a file that fails on the way cuts it off."""
+        started = False
+
+        async def checked() -> Message:
+            if held:
+                return held.pop(0)
+            message = await receive()
+            if message["type"] == "http.request":
+                parts.feed(message.get("body", b""), last=not message.get("more_body", False))
+                if parts.refused:
+                    raise NotAnImage
+            return message
+
+        async def guarded(message: Message) -> None:
+            nonlocal started
+            if parts.refused:
+                return  # whatever Gradio makes of a body cut short, the client hears our 415
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, checked, guarded)
+        except Exception:
+            if not parts.refused:
+                raise
+        if parts.refused and not started:
+            await self._not_images(send)
+
+    def _image(self, name: str, head: bytes) -> bool:
+        """A file named as an image whose first bytes are an image's."""
+        webp = head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+        return Path(name).suffix.lower() in self.suffixes and (head.startswith(self.SIGNATURES) or webp)
+
+    async def _not_images(self, send: Send) -> None:
+        kinds = ", ".join(s.lstrip(".").upper() for s in self.suffixes)
+        await said(send, 415, f"only image files ({kinds}) can be uploaded here")
+
+    def _recent(self, address: str) -> deque:
+        history = self.sent.get(address) or deque()
+        self.sent[address] = history
+        while history and history[0][0] < self.clock() - self.window_s:
+            history.popleft()
+        return history
+
+    async def _folder_bytes(self) -> int:
+        if self.measured is None or self.clock() - self.measured[0] > self.RESCAN_S:
+            self.measured = (self.clock(), await asyncio.to_thread(_bytes_under, self.folder))
+        return self.measured[1]
+
+
+class NotAnImage(Exception):
+    """Raised from the app's receive() when a file in the body is no image; its answer is dropped."""
+
+
+class Parts:
+    """A multipart/form-data body read as it streams past, a chunk at a time: for each part with a
+    file name, `accept(name, first bytes)` decides; the first refusal sets `refused`. Only a
+    delimiter's length of the body is ever kept between chunks (and a part's headers, capped)."""
+
+    HEAD = 12  # first bytes of a file that tell its type
+    MAX_HEADERS = 8192
+
+    def __init__(self, boundary: bytes, accept: Callable[[str, bytes], bool]):
+        self.delimiter = b"\r\n--" + boundary
+        self.accept = accept
+        self.buffer = b"\r\n"  # the body opens with the delimiter's "--boundary", without its CRLF
+        self.state = "content"  # before a delimiter; then "after", "headers", "head" (a file's first bytes)
+        self.name = ""
+        self.files = 0  # files accepted
+        self.refused = self.ended = False
+
+    def feed(self, chunk: bytes, last: bool = False) -> None:
+        self.buffer += chunk
+        while not (self.refused or self.ended) and self._step(last):
+            pass
+        if last and not self.ended and self.state in ("headers", "head"):
+            self.refused = True  # a body that stops inside a part's headers or first bytes
+        self.ended = self.ended or last
+
+    def _step(self, last: bool) -> bool:
+        """One move through the buffer; False when it needs more of the body."""
+        if self.state == "content":
+            at = self.buffer.find(self.delimiter)
+            if at < 0:
+                self.buffer = self.buffer[-len(self.delimiter) :]  # may hold the start of the next one
+                return False
+            self.buffer, self.state = self.buffer[at + len(self.delimiter) :], "after"
+        if self.state == "after":  # "--" closes the body, a line break opens a part's headers
+            if len(self.buffer) < 2:
+                return False
+            if self.buffer.startswith(b"--"):
+                self.ended = True
+                return False
+            self.buffer, self.state = self.buffer[2:], "headers"
+        if self.state == "headers":
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                self.refused = len(self.buffer) > self.MAX_HEADERS
+                return False
+            name = _file_name(self.buffer[:end])
+            self.buffer = self.buffer[end + 4 :]
+            self.state, self.name = ("head", name) if name is not None else ("content", "")
+        if self.state == "head":
+            at = self.buffer.find(self.delimiter)
+            if at < 0 and len(self.buffer) < self.HEAD + len(self.delimiter) and not last:
+                return False  # the part may yet end within its first bytes
+            head = self.buffer[: self.HEAD if at < 0 else min(self.HEAD, at)]
+            if not self.accept(self.name, head):
+                self.refused = True
+                return False
+            self.files += 1
+            self.state = "content"
+        return True
+
+
+def _file_name(headers: bytes) -> str | None:
+    """The file name a part's headers give (Content-Disposition's filename), or None for a plain field."""
+    found = re.search(rb'filename\*?=(?:"([^"]*)"|([^;\r\n]*))', headers, re.IGNORECASE)
+    if found is None:
+        return None
+    return (found.group(1) or found.group(2) or b"").decode("latin-1").rpartition("'")[2]
+
+
+def _boundary(scope: dict[str, Any]) -> bytes | None:
+    """The boundary of a multipart/form-data request, from its content type."""
+    kind = dict(scope.get("headers", [])).get(b"content-type", b"")
+    found = re.match(rb'multipart/form-data\s*;.*?boundary="?([^";]+)"?', kind, re.IGNORECASE)
+    return found.group(1) if found else None
+
+
+def _bytes_under(folder: Path) -> int:
+    """The bytes of the files under a folder (links not followed)."""
+    total = 0
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(parent, name)).st_size
+            except OSError:
+                pass  # deleted while we looked
+    return total
+
+
 async def _nothing() -> Message:
     return {"type": "http.disconnect"}
 
@@ -264,6 +476,15 @@ async def answer(send: Send, status: int, detail: str, close: bool = False) -> N
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if close:
         headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def said(send: Send, status: int, text: str) -> None:
+    """A plain-text answer, as Gradio's upload route gives its own refusals: the page shows the text
+    in its error box as it is."""
+    body = text.encode()
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import gradio as gr
 
 from vqvae.app.runs import ACTIVE, RunSettings, RunStatus
@@ -27,9 +29,12 @@ DATA_SOURCES = ["mnist5k", "digits"]
 POLL_SECONDS = 1.0
 
 
-def start_run(shared: Shared, name: str, preset: str, data: str, minutes, k, d, lr, prior) -> tuple[str, gr.Timer]:
+def start_run(
+    shared: Shared, name: str, preset: str, data: str, minutes, k, d, lr, prior, visitor: str = ""
+) -> tuple[str, gr.Timer, str]:
     """Form values go to RunSettings as they are: it checks them and says what is wrong. The page
-    starts polling the run."""
+    starts polling the run. Behind a login the run belongs to this browser: `visitor` is its token
+    (made here on its first run, kept in the browser), and only a Stop that sends it ends the run."""
     settings = RunSettings(
         name=(name or "").strip(),
         preset=preset,
@@ -40,14 +45,15 @@ def start_run(shared: Shared, name: str, preset: str, data: str, minutes, k, d, 
         learning_rate=lr,
         prior_minutes=prior,
     )
-    shared.runs.start(settings)
-    return f"started **{settings.name}**", gr.Timer(active=True)
+    visitor = visitor or secrets.token_urlsafe(16)
+    shared.runs.start(settings, owner=visitor if shared.owners else None)
+    return f"started **{settings.name}**", gr.Timer(active=True), visitor
 
 
-def stop_run(shared: Shared) -> str:
+def stop_run(shared: Shared, visitor: str = "") -> str:
     if not shared.runs.status().active:
         return "no run is going"
-    shared.runs.stop()
+    shared.runs.stop(owner=visitor or None)  # refused with a message when another browser started it
     return "stopping after the current step ..."
 
 
@@ -56,6 +62,8 @@ def _summary(status: RunStatus) -> str:
         return "No run yet. Choose settings and press **Start**."
     doing = f"{status.phase} phase, step {status.step}" if status.active else f"{status.step} steps"
     text = f"**{status.name}**: {status.state}, {doing}"
+    if status.active and not status.owned_by_you:
+        text += " (started by another visitor: only they can stop it)"
     return text + (f"\n\n{status.message}" if status.message else "")
 
 
@@ -65,11 +73,11 @@ def _progress(status: RunStatus) -> str:
     return f"{bar} {percent:.0f}% of the {status.phase} phase" if status.active else bar
 
 
-def run_status(shared: Shared, seen: dict | None) -> tuple:
+def run_status(shared: Shared, seen: dict | None, visitor: str = "") -> tuple:
     """Asked when the page opens, then every second while a run is going (an open page polls nothing
     between runs, so idle tabs leave the queue to the model's calls): the run's state and progress;
     curves only when new rows came in, and the picker's list only when a run has just ended."""
-    status = shared.runs.status()
+    status = shared.runs.status(owner=visitor or None)
     seen = seen or {}
     rows, prior_rows = len(status.vqvae_history), len(status.prior_history)
     fresh = (status.name, rows) != (seen.get("name"), seen.get("rows"))
@@ -120,10 +128,12 @@ def build(shared: Shared) -> None:
             prior_plot = gr.Plot(label="prior")
     timer = gr.Timer(POLL_SECONDS, active=False)
     seen = gr.State(None)
-    inputs = [name, preset, data, minutes, k, d, lr, prior]
-    start.click(callback(start_run, shared), inputs, [message, timer], api_name="start_training")
-    stop.click(callback(stop_run, shared), None, message, api_name="stop_training")
+    # this browser's token for the runs it starts, kept across reloads, sealed with a key of this server's
+    visitor = gr.BrowserState("", storage_key="vqvae-explorer-visitor", secret=secrets.token_hex(16))
+    inputs = [name, preset, data, minutes, k, d, lr, prior, visitor]
+    start.click(callback(start_run, shared), inputs, [message, timer, visitor], api_name="start_training")
+    stop.click(callback(stop_run, shared), visitor, message, api_name="stop_training")
     outputs = [summary, progress, loss, vqvae, prior_plot, shared.picker, seen, timer]
     status = callback(run_status, shared)
-    timer.tick(status, seen, outputs, api_name="training_status", show_progress="hidden")
-    shared.demo.load(status, seen, outputs, api_visibility="private", show_progress="hidden")
+    timer.tick(status, [seen, visitor], outputs, api_name="training_status", show_progress="hidden")
+    shared.demo.load(status, [seen, visitor], outputs, api_visibility="private", show_progress="hidden")

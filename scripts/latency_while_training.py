@@ -32,7 +32,7 @@ STEP = re.compile(r"vqvae phase, step (\d+)")
 
 def training_step(client) -> int | None:
     """The run's step while it trains the VQ-VAE, else None."""
-    summary = client.predict(api_name="/training_status")[0]
+    summary = client.predict("", api_name="/training_status")[0]
     found = STEP.search(summary) if "running" in summary else None
     return int(found.group(1)) if found else None
 
@@ -56,7 +56,7 @@ def threads_and_nice(pid: int) -> dict:
 
 def train_beside(client, server_pid: int, repeats: int, port: int) -> dict:
     name = f"latency-check-{os.getpid()}"
-    client.predict(name, "mnist", "mnist5k", RUN_MINUTES, 512, 64, 3e-3, 0, api_name="/start_training")
+    client.predict(name, "mnist", "mnist5k", RUN_MINUTES, 512, 64, 3e-3, 0, "", api_name="/start_training")
     try:
         deadline = time.monotonic() + 120
         while (training_step(client) or 0) < 1:  # the child has imported torch and is stepping
@@ -71,9 +71,9 @@ def train_beside(client, server_pid: int, repeats: int, port: int) -> dict:
             raise SystemExit("the training run ended before the measurement did")
         return figures | {"steps_meanwhile": last - first, "child": threads_and_nice(child) if child else {}}
     finally:
-        client.predict(api_name="/stop_training")
+        client.predict("", api_name="/stop_training")
         deadline = time.monotonic() + 180
-        while "running" in client.predict(api_name="/training_status")[0] and time.monotonic() < deadline:
+        while "running" in client.predict("", api_name="/training_status")[0] and time.monotonic() < deadline:
             time.sleep(1)
         shutil.rmtree(ROOT / "runs" / name, ignore_errors=True)
 

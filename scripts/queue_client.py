@@ -42,9 +42,9 @@ class Endpoint:
         return {"data": values, "fn_index": self.fn_index, "session_hash": session, "event_data": None}
 
 
-def endpoints(base: str) -> dict[str, Endpoint]:
-    """api_name ("/sample") -> its Endpoint, from the app's config."""
-    config = httpx.get(f"{base}config", timeout=30).json()
+def endpoints(base: str, cookies: httpx.Cookies | None = None) -> dict[str, Endpoint]:
+    """api_name ("/sample") -> its Endpoint, from the app's config (`cookies`: a login's, behind one)."""
+    config = httpx.get(f"{base}config", timeout=30, cookies=cookies).json()
     states = {c["id"] for c in config["components"] if c.get("type") == "state"}
     return {
         f"/{d['api_name']}": Endpoint(d["id"], tuple(i for i, c in enumerate(d["inputs"]) if c in states))

@@ -7,6 +7,7 @@ import io
 import json
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
@@ -109,8 +110,7 @@ def test_upload_of_an_image_file_is_fitted_and_reconstructed(client, tmp_path):
 @pytest.mark.parametrize(
     "name, content, message",
     [
-        ("page.png", b"<html><body>not an image</body></html>", "not an image"),
-        ("empty.png", b"", "empty"),
+        ("page.png", b"\x89PNG\r\n\x1a\n<html><body>not an image</body></html>", "not an image"),
         ("cut.png", None, "damaged or truncated"),
     ],
 )
@@ -122,6 +122,13 @@ def test_bad_upload_gets_a_clear_error_and_the_server_keeps_serving(client, tmp_
     path.write_bytes(content)
     with pytest.raises(AppError, match=message):
         client.predict(SHIPPED, handle_file(str(path)), api_name="/reconstruct_upload")
+    assert client.predict(SHIPPED, 0, api_name="/reconstruct_heldout")[3].startswith("**PSNR**")
+
+
+@pytest.mark.parametrize("content", [b"<html><body>not an image</body></html>", b""])
+def test_an_upload_that_does_not_begin_as_an_image_is_refused_at_the_door(app_server, client, content):
+    answer = httpx.post(app_server.url + "gradio_api/upload", files={"files": ("page.png", content)}, timeout=30)
+    assert answer.status_code == 415 and "only image files" in answer.text
     assert client.predict(SHIPPED, 0, api_name="/reconstruct_heldout")[3].startswith("**PSNR**")
 
 
@@ -190,11 +197,11 @@ def test_step_by_step_sampling_ends_with_a_full_grid(client):
 
 def test_training_endpoints_refuse_bad_settings_and_report_status(client):
     with pytest.raises(AppError, match="run name"):
-        client.predict("../escape", "digits-tiny", "digits", 0.1, 32, 8, 3e-3, 0, api_name="/start_training")
+        client.predict("../escape", "digits-tiny", "digits", 0.1, 32, 8, 3e-3, 0, "", api_name="/start_training")
     with pytest.raises(AppError, match="num_embeddings \\(K\\) must be at most"):
-        client.predict("huge-codebook", "digits-tiny", "digits", 0.1, 10**8, 8, 3e-3, 0, api_name="/start_training")
-    assert client.predict(api_name="/stop_training") == "no run is going"
-    summary, progress, *_ = client.predict(api_name="/training_status")
+        client.predict("huge-codebook", "digits-tiny", "digits", 0.1, 10**8, 8, 3e-3, 0, "", api_name="/start_training")
+    assert client.predict("", api_name="/stop_training") == "no run is going"
+    summary, progress, *_ = client.predict("", api_name="/training_status")
     assert "No run yet" in summary or "**" in summary
     assert "<progress" in progress
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -61,3 +62,37 @@ def test_a_login_stands_in_front_of_every_call(behind_a_login):
         assert wrong.status_code == 400
         assert teacher.post(f"{base}login", data={"username": "teacher", "password": "s3cret"}).status_code == 200
         assert teacher.get(f"{base}config").status_code == 200
+
+
+def logged_in(base: str) -> httpx.Client:
+    http = httpx.Client(timeout=120)
+    assert http.post(f"{base}login", data={"username": "teacher", "password": "s3cret"}).status_code == 200
+    return http
+
+
+def api(http: httpx.Client, base: str, name: str, data: list) -> str:
+    """A call over the plain API: "complete: ..." or "error: ...", with the answer's data."""
+    event = http.post(f"{base}gradio_api/call/{name}", json={"data": data}).json()["event_id"]
+    answer = http.get(f"{base}gradio_api/call/{name}/{event}").text
+    kind = "complete" if "event: complete" in answer else "error"
+    return f"{kind}: {answer.rpartition('data: ')[2].strip()}"
+
+
+def test_behind_a_login_only_the_browser_that_started_a_run_can_stop_it(behind_a_login):
+    base = behind_a_login
+    alice, bob = logged_in(base), logged_in(base)
+    try:
+        started = api(alice, base, "start_training", ["alices-run", "digits-tiny", "digits", 5, 32, 8, 3e-3, 0, "a1"])
+        assert started.startswith("complete") and "alices-run" in started
+        refused = api(bob, base, "stop_training", ["b2"])
+        assert refused.startswith("error") and "started by another visitor; only they can stop it" in refused
+        assert api(bob, base, "stop_training", [""]).startswith("error")  # no token is no one's
+        assert "only they can stop it" in api(bob, base, "training_status", ["b2"])
+        assert "running" in api(alice, base, "training_status", ["a1"])
+        assert "stopping after the current step" in api(alice, base, "stop_training", ["a1"])
+        deadline = time.monotonic() + 180
+        while ": stopping" in api(alice, base, "training_status", ["a1"]) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert "stopped" in api(alice, base, "training_status", ["a1"])
+    finally:
+        alice.close(), bob.close()

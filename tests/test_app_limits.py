@@ -4,6 +4,8 @@ once, no way around the queue, and per-session memory bounded."""
 from __future__ import annotations
 
 import asyncio
+import gzip
+import io
 import select
 import socket
 import uuid
@@ -11,11 +13,13 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
+from PIL import Image
 
 import app
 from pages.guards import QUEUE_FULL
 from tests.app_server import SHIPPED
 
+PNG = b"\x89PNG\r\n\x1a\n"  # the first bytes of every PNG file
 INLINE_IMAGE = b'{"data": ["checkpoints/mnist", {"url": "data:image/png;base64,'
 MIB = 2**20
 
@@ -102,7 +106,7 @@ def test_an_ordinary_client_sending_a_big_body_hears_our_413(app_server, path):
 
 def test_uploads_up_to_the_file_cap_still_work_and_bigger_ones_are_refused(app_server):
     url = app_server.url + "gradio_api/upload"
-    fits = httpx.post(url, files={"files": ("big.png", bytes(15 * MIB))}, timeout=60)
+    fits = httpx.post(url, files={"files": ("big.png", PNG + bytes(15 * MIB))}, timeout=60)
     assert fits.status_code == 200 and fits.json()[0].endswith("big.png")
     too_big = httpx.post(url, files={"files": ("huge.png", bytes(20 * MIB))}, timeout=60)
     assert too_big.status_code == 413 and "at most 17 MiB" in too_big.json()["detail"]
@@ -160,7 +164,7 @@ def test_sessions_kept_are_bounded(app_server):
     base = app_server.url
     with httpx.Client(timeout=30) as http:
         for _ in range(app.SESSIONS + 10):  # each plain API call is a session of its own
-            event = http.post(f"{base}gradio_api/call/training_status", json={"data": []}).json()["event_id"]
+            event = http.post(f"{base}gradio_api/call/training_status", json={"data": [""]}).json()["event_id"]
             assert "event: complete" in http.get(f"{base}gradio_api/call/training_status/{event}").text
     assert len(app_server.demo.server_app.state_holder.session_data) <= app.SESSIONS
 
@@ -181,6 +185,24 @@ def test_every_answer_carries_the_security_headers(app_server):
         headers = answer.headers
         assert headers["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in headers["content-security-policy"]
         assert headers["x-content-type-options"] == "nosniff" and headers["referrer-policy"] == "no-referrer"
+
+
+def test_the_server_does_not_say_what_it_is(app_server):
+    for answer in (httpx.get(app_server.url, timeout=30), httpx.get(f"{app_server.url}config", timeout=30)):
+        assert "server" not in answer.headers
+
+
+def test_only_images_are_uploaded(app_server):
+    url = app_server.url + "gradio_api/upload"
+    bomb = gzip.compress(bytes(4 * MIB))  # what a training source could unpack: no image
+    for name, content in (("train-images-idx3-ubyte.gz", bomb), ("photo.png", bomb), ("photo.txt", PNG)):
+        refused = httpx.post(url, files={"files": (name, content)}, timeout=30)
+        assert refused.status_code == 415, name
+        assert refused.text == "only image files (PNG, JPG, JPEG, WEBP, GIF, BMP) can be uploaded here"
+    photo = io.BytesIO()
+    Image.new("RGB", (28, 28), "white").save(photo, format="JPEG")
+    taken = httpx.post(url, files={"files": ("photo.jpg", photo.getvalue())}, timeout=30)
+    assert taken.status_code == 200 and taken.json()[0].endswith("photo.jpg")
 
 
 def test_a_call_the_app_does_not_have_is_a_404(app_server):

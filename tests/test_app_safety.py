@@ -14,6 +14,7 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
+import app
 from tests.app_server import SHIPPED
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,11 +32,11 @@ def secrets(app_server):
     """A secret in each place a file route must not reach: the repository's .env, the runs folder, a
     checkpoint folder, and files of other apps' Gradio temp folders (the shared default, and a
     developer's run of this app beside the tests). Gradio 6 serves every file in the app's *own* temp
-    folder (named by content hashes), so the app keeps one of its own, .gradio/, and cleans it."""
+    folder (named by content hashes), so the app keeps one of its own and cleans it."""
     own = Path(os.environ["GRADIO_TEMP_DIR"]).resolve()
     temp = Path(tempfile.gettempdir()) / "gradio" / "0123456789abcdef" / "other-session.txt"
     places = {
-        "dev-temp": ROOT / ".gradio" / "0123456789abcdef" / "other-run.txt",
+        "dev-temp": app.TEMP / "0123456789abcdef" / "other-run.txt",
         "env": ROOT / ".env",
         "runs": app_server.runs_dir / "secret.txt",
         "temp": temp,
@@ -123,10 +124,11 @@ def test_no_route_serves_a_file_the_app_did_not_make(app_server, secrets):
 
 def test_a_file_the_app_was_given_is_still_served(app_server):
     """The refusals above are not the route being broken: an upload comes back from the same route."""
-    upload = httpx.post(app_server.url + "gradio_api/upload", files={"files": ("note.txt", b"hello")}, timeout=10)
+    image = b"GIF89a" + bytes(32)  # the uploads take images only
+    upload = httpx.post(app_server.url + "gradio_api/upload", files={"files": ("note.gif", image)}, timeout=10)
     assert upload.status_code == 200
     response = fetch(app_server, f"/gradio_api/file={upload.json()[0]}")
-    assert response.status_code == 200 and response.content == b"hello"
+    assert response.status_code == 200 and response.content == image
 
 
 # --- a broken checkpoint folder ------------------------------------------------------------------
@@ -144,7 +146,7 @@ def copy(app_server):
 
 
 def choice(folder: Path) -> str:
-    return f"{folder.parent.as_posix()}/{folder.name}"
+    return f"{folder.parent.name}/{folder.name}"  # as the picker names a folder outside the repository
 
 
 def heldout_psnr(client, checkpoint: str) -> str:

@@ -48,9 +48,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(port: int, temp: Path | None = None) -> Iterator[tuple[subprocess.Popen, float]]:
+def serving(
+    port: int, temp: Path | None = None, args: tuple[str, ...] = ()
+) -> Iterator[tuple[subprocess.Popen, float]]:
     """`start_app` for the body of a `with`, the app stopped at its end, however it ends."""
-    process, seconds = start_app(port, temp)
+    process, seconds = start_app(port, temp, args)
     try:
         yield process, seconds
     finally:
@@ -58,12 +60,12 @@ def serving(port: int, temp: Path | None = None) -> Iterator[tuple[subprocess.Po
         process.wait(timeout=30)
 
 
-def start_app(port: int, temp: Path | None = None) -> tuple[subprocess.Popen, float]:
-    """`python app.py` on `port`, its Gradio temp folder `temp` (a new one if None); returns once it serves."""
+def start_app(port: int, temp: Path | None = None, args: tuple[str, ...] = ()) -> tuple[subprocess.Popen, float]:
+    """`python app.py ARGS` on `port`, its Gradio temp folder `temp` (a new one if None); returns once it serves."""
     env = os.environ | {"GRADIO_TEMP_DIR": str(temp or tempfile.mkdtemp(prefix="vqvae-app-"))}
     start = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
+        [sys.executable, "app.py", "--port", str(port), *args], cwd=ROOT, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/"
