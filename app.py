@@ -43,7 +43,7 @@ from pages import atlas, codes, figures, reconstruct, sampling, training, usage 
 from pages.common import Shared, explorers  # noqa: E402
 from pages.guards import BodyLimit, KnownCalls, QueueDoor, SecurityHeaders, SketchBlobs, Uploads  # noqa: E402
 from pages.reconstruct import UPLOAD_TYPES  # noqa: E402
-from vqvae.app.catalog import Catalog  # noqa: E402
+from vqvae.app.catalog import Catalog, label  # noqa: E402
 from vqvae.app.exposure import Exposure, exposure_for  # noqa: E402
 from vqvae.app.runs import RunManager  # noqa: E402
 from vqvae.errors import ExposureError  # noqa: E402
@@ -240,12 +240,7 @@ def main() -> None:
     checkpoint = Path(args.checkpoint).resolve()
     runs_dir = args.runs_dir.resolve()
     roots = tuple(dict.fromkeys((ROOT / "checkpoints", runs_dir, checkpoint.parent)))
-    shown = (
-        checkpoint.relative_to(ROOT)
-        if checkpoint.is_relative_to(ROOT)
-        else Path(checkpoint.parent.name, checkpoint.name)
-    )
-    shown = shown.as_posix()  # as the catalog names it
+    shown = label(checkpoint, ROOT)  # as the picker names it
     demo = build_app(shown, roots, runs_dir, exposure=exposure, data_root=args.data_root)
     launch(demo, args.host, args.port, block=False, login=exposure.login)
     warm_up(checkpoint)

@@ -302,7 +302,7 @@ class Uploads:
 
     async def _folder_bytes(self) -> int:
         if self.measured is None or self.clock() - self.measured[0] > self.RESCAN_S:
-            self.measured = (self.clock(), await asyncio.to_thread(_bytes_under, self.folder))
+            self.measured = (self.clock(), await asyncio.to_thread(bytes_under, self.folder))
         return self.measured[1]
 
 
@@ -386,7 +386,7 @@ def _boundary(scope: dict[str, Any]) -> bytes | None:
     return found.group(1) if found else None
 
 
-def _bytes_under(folder: Path) -> int:
+def bytes_under(folder: Path) -> int:
     """The bytes of the files under a folder (links not followed)."""
     total = 0
     for parent, _, names in os.walk(folder):

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, 
 from memory_growth import resident_mb  # noqa: E402
 from queue_client import call, endpoints, new_session  # noqa: E402
 
+from pages.guards import bytes_under  # noqa: E402
 from vqvae.app.exposure import REFUSED_PATH  # noqa: E402
 from vqvae.bench.app import CHECKPOINT, free_port, percentile, serving  # noqa: E402
 
@@ -97,10 +98,6 @@ class Replay:
                     break
         self.messages.append(text)
         return kind, text
-
-
-def bytes_under(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def write_bomb(path: Path, images: int) -> None:

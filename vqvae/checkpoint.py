@@ -37,13 +37,13 @@ from .files import CLASSIFIER as CLASSIFIER
 from .files import CLASSIFIER_HISTORY as CLASSIFIER_HISTORY
 from .files import CLASSIFIER_STATE as CLASSIFIER_STATE
 from .files import CODES, CONFIG, HISTORY, METRICS, PRIOR, TRAIN_STATE, WEIGHTS
+from .files import MAX_FILE_BYTES as MAX_FILE_BYTES
 from .files import PRIOR_HISTORY as PRIOR_HISTORY
 from .files import PRIOR_STATE as PRIOR_STATE
 from .model import VQVAE
 from .prior import GatedPixelCNN
 
 FORMAT_VERSION = 1
-MAX_FILE_BYTES = 2 * 1024**3
 MAX_JSON_BYTES = 64 * 1024**2  # config, history and metrics; the shipped history.json is 0.5 MB
 MAX_HEADER_BYTES = 8 * 1024**2  # a safetensors header lists names, dtypes, shapes: a few KB here
 PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # a pickle (protocol >= 2), or torch.save's zip of pickles

@@ -20,6 +20,8 @@ CLASSIFIER_STATE = "classifier_train_state.safetensors"
 CLASSIFIER_HISTORY = "classifier_history.json"
 ANALYSIS = "analysis.safetensors"  # what `python -m vqvae analyse` computed for the app
 
+MAX_FILE_BYTES = 2 * 1024**3  # the largest weights file loaded (checkpoint.py); a run's plan is held to it
+
 # A run started from the app trains in a hidden folder beside its final place, runs/.NAME.partial, renamed
 # to runs/NAME only once its whole pipeline has ended: the picker lists no hidden folder, so it never
 # offers a run still training, nor one that failed or was killed (whose folder is removed).

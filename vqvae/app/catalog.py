@@ -78,20 +78,21 @@ class Catalog:
                 continue
             folder = root / entry.name
             if _holds_checkpoint(folder):
-                found[self._label(root, folder)] = folder
+                found[label(folder, self.base)] = folder
             else:
                 waiting.append((folder, _mtime(folder)))
         times = [stamp[-1]] if stamp else []
         settled = all(started - t > SETTLE_NS for t in times + [t for _, t in waiting])
         return _Listing(stamp, tuple(waiting), found, settled)
 
-    def _label(self, root: Path, folder: Path) -> str:
-        """'root/name' as seen from `base`; a root elsewhere by its own name alone, so that no choice
-        shows where it lies on the server."""
-        try:
-            return folder.relative_to(self.base).as_posix()
-        except ValueError:
-            return f"{root.name}/{folder.name}"
+
+def label(folder: Path, base: Path) -> str:
+    """How the picker names a checkpoint folder: 'root/name' as seen from `base`; in a root elsewhere,
+    by the root's name and its own, so that no choice shows where it lies on the server."""
+    try:
+        return folder.relative_to(base).as_posix()
+    except ValueError:
+        return f"{folder.parent.name}/{folder.name}"
 
 
 def _complete(folder: Path) -> bool:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 
 from ..config import PriorConfig, VQVAEConfig
+from ..files import MAX_FILE_BYTES as LOAD_LIMIT  # the largest weights file checkpoint.py loads
 
-LOAD_LIMIT = 2 * 1024**3  # checkpoint.MAX_FILE_BYTES (that module loads torch, which the app defers)
 # K: memory grows with K squared (the analysis's code-to-code distances) and with K per latent (the
 # prior's logits): an mnist run at this K mapped 5.9 GB at its peak, within run_child.MEMORY_LIMIT
 MAX_CODES = 16384
