@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import tempfile
 import threading
 from pathlib import Path
@@ -82,6 +83,13 @@ TEMP_CAP = 2**30
 # this many: memory stops growing with visitors there. A class fits; a visitor forgotten and back
 # again re-runs a reconstruction before an edit (and is told so).
 SESSIONS = 100
+# Larger type and pictures for a projector, kept in the address (?presenter) so a reload keeps it.
+PRESENTER_TOGGLE = """() => {
+  const on = document.body.classList.toggle("presenter");
+  const url = new URL(window.location.href);
+  if (on) url.searchParams.set("presenter", "1"); else url.searchParams.delete("presenter");
+  window.history.replaceState(null, "", url);
+}"""
 JOINS = ("/gradio_api/queue/join", "/gradio_api/call/")  # the POSTs that put a call in the queue
 
 
@@ -103,6 +111,7 @@ def build_app(
     # uploads and rendered images older than an hour are deleted, hourly: the temp folder does not grow
     with gr.Blocks(title="vqvae-explorer", delete_cache=(3600, 3600)) as demo:
         shared.demo = demo
+        demo.runs = runs  # ended with the app: see main()
         with gr.Row(elem_id="header"):
             gr.Markdown("## vqvae-explorer\nInside the discrete latent space of a VQ-VAE (van den Oord et al. 2017).")
             # every value is checked against the catalog on use, so a run trained later is accepted too
@@ -116,6 +125,7 @@ def build_app(
                 allow_custom_value=True,
             )
             refresh = gr.Button("↻", scale=0, min_width=40, elem_id="refresh-checkpoints")
+            presenter = gr.Button("presenter view", scale=0, min_width=150, size="sm", elem_id="presenter-toggle")
         for title, page in PAGES.items():
             with gr.Tab(title, elem_id=f"tab-{page.__name__.split('.')[-1]}"):
                 page.build(shared)
@@ -126,6 +136,9 @@ def build_app(
             return gr.Dropdown(choices=choices, value=value or (choices[0] if choices else None))
 
         refresh.click(offered, shared.picker, shared.picker, api_visibility="private")
+        # a run that finished since the page opened is offered as soon as the picker is opened
+        shared.picker.focus(offered, shared.picker, shared.picker, api_visibility="private", show_progress="hidden")
+        presenter.click(None, js=PRESENTER_TOGGLE)
     return demo
 
 
@@ -244,7 +257,17 @@ def main() -> None:
     demo = build_app(shown, roots, runs_dir, exposure=exposure, data_root=args.data_root)
     launch(demo, args.host, args.port, block=False, login=exposure.login)
     warm_up(checkpoint)
-    demo.block_thread()
+    signal.signal(signal.SIGTERM, stop_serving)
+    try:
+        demo.block_thread()  # until Ctrl-C or SIGTERM
+    finally:
+        demo.runs.close()  # a run still going ends with the app, and its semaphores are released
+
+
+def stop_serving(signum: int, frame: object) -> None:
+    """SIGTERM ends the app as Ctrl-C does: the server closes and a run that is going is stopped
+    (the system's default would end the process before either)."""
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

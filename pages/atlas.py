@@ -4,26 +4,54 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .common import MODEL, Shared, callback, explain, inline_image, picture_file, show_many, slot_at, tiled
+from vqvae.images import enlarge, labelled_tiles, tile_at
+
+from .common import (
+    MODEL,
+    Shared,
+    callback,
+    display_scale,
+    explain,
+    inline_image,
+    picture_file,
+    scale_at_least,
+    show_many,
+)
 from .figures import atlas
 
 TEXT = r"""
 Each point is one codebook vector $e_k \in \mathbb{R}^D$, projected to two dimensions (UMAP keeps
 neighbours together; PCA keeps the directions of largest spread). Bigger points are used more on the
-held-out split. Codes that sit close together are close in $\mathbb{R}^D$, so the quantiser can swap
-one for another at little cost. **Click a point** (or type a code) to see what it paints, the held-out
-patches it stands for, and its nearest codes.
+held-out split; colour and shape give the class that uses a code most. Codes that sit close together are
+close in $\mathbb{R}^D$, so the quantiser can swap one for another at little cost. **Click a point** (or
+type a code number) to see what it paints, the held-out patches it stands for, and its nearest codes.
 """
 
-NEAREST_PIXELS = 48
+TILE_PIXELS = 120  # the chosen code's tile on screen
+PATCH_PIXELS = 72  # each held-out patch, and each nearest code's tile, at least this many pixels
+EXEMPLAR_COLUMNS = NEAREST_COLUMNS = 4
 PROJECTION_NAMES = {"umap": "UMAP", "pca": "PCA"}
 COLOUR_BY = {"dominant class": "class", "alive / dead": "alive"}
 
 
-def projections(shared: Shared, choice: str) -> gr.Radio:
-    names = list(shared.explorer(choice).analysis.projections)
-    options = [(PROJECTION_NAMES.get(n, n), n) for n in sorted(names, key=lambda n: n != "umap")]
-    return gr.Radio(choices=options, value=options[0][1])
+def open_atlas(shared: Shared, choice: str) -> tuple:
+    """Fit the page to the chosen checkpoint: its projections (and why UMAP is missing), K, and a code
+    worth opening on (a busy one whose tile has the most contrast, not the black background code)."""
+    explorer = shared.explorer(choice)
+    names = sorted(explorer.analysis.projections, key=lambda name: name != "umap")
+    options = [(PROJECTION_NAMES.get(name, name), name) for name in names]
+    last = explorer.num_embeddings - 1
+    why = (
+        ""
+        if "umap" in names
+        else f"**PCA only**: UMAP was not computed for this checkpoint (it was analysed without it). To add it, "
+        f"run `python -m vqvae analyse {choice}` where the app runs (it needs umap-learn and at least 8 codes)."
+    )
+    return (
+        gr.Radio(choices=options, value=options[0][1]),
+        gr.Markdown(why, visible=bool(why)),
+        gr.Number(value=explorer.telling_code(), maximum=last, label=f"code number (0 to {last})"),
+    )
 
 
 def atlas_figure(shared: Shared, choice: str, projection: str, colour_by: str, code: float | None) -> object:
@@ -34,10 +62,14 @@ def atlas_figure(shared: Shared, choice: str, projection: str, colour_by: str, c
         colour = "alive"
     selected = explorer.check_code(code) if code is not None else None
     xy = explorer.projection(projection).tolist()
-    return atlas(xy, usage, explorer.dominant_class(), colour, explorer.class_names, selected)
+    name = PROJECTION_NAMES.get(projection, projection)
+    return atlas(xy, usage, explorer.dominant_class(), colour, explorer.class_names, selected, name)
 
 
 def code_details(shared: Shared, choice: str, code: float | None) -> tuple:
+    """What one code paints, the held-out patches it stands for, and its nearest codes (clickable)."""
+    if code is None:  # the box is empty while someone types
+        return (gr.skip(),) * 5
     explorer = shared.explorer(choice)
     info = explorer.code(explorer.check_code(code))
     names = explorer.class_names
@@ -46,61 +78,79 @@ def code_details(shared: Shared, choice: str, code: float | None) -> tuple:
         f"### code {info.code}\n{info.usage} held-out uses ({100 * info.usage_fraction:.2f}% of latents)"
         + (f"; by class {shares}" if shares else "")
         + ("\n\n**dead code**: no held-out latent chooses it" if info.usage == 0 else "")
+        + "\n\n**nearest codes**, left to right: "
+        + ", ".join(str(k) for k in info.nearest)
     )
+    side = info.tile.shape[0]
+    tile = inline_image(enlarge(info.tile, display_scale(side, TILE_PIXELS)), f"code {info.code}", "what it paints")
     exemplars = (
-        inline_image(tiled(info.exemplars, columns=4), "held-out patches", "nearest held-out patches")
+        inline_image(show_many(info.exemplars, EXEMPLAR_COLUMNS, PATCH_PIXELS), "held-out patches", "held-out patches")
         if len(info.exemplars)
         else ""
     )
-    strip = show_many(info.nearest_tiles, columns=len(info.nearest), pixels=NEAREST_PIXELS)
-    text += "\n\n**nearest codes**, left to right: " + ", ".join(str(k) for k in info.nearest)
-    tile = inline_image(info.tile, f"code {info.code}", "what it paints (mean decoded window)")
-    return text, tile, exemplars, picture_file(strip), info.nearest
+    strip = labelled_tiles(
+        info.nearest_tiles, [str(k) for k in info.nearest], NEAREST_COLUMNS, scale_at_least(side, PATCH_PIXELS)
+    )
+    layout = {"codes": info.nearest, "columns": strip.columns, "width": strip.width, "height": strip.height}
+    return text, tile, exemplars, picture_file(strip.image), layout
 
 
-def pick_nearest(shared: Shared, choice: str, nearest: list[int] | None, evt: gr.SelectData) -> int:
+def pick_nearest(shared: Shared, layout: dict | None, evt: gr.SelectData) -> int:
     """A click on one of the nearest codes makes it the selected code."""
-    if not nearest:
+    if not layout:
         return gr.skip()
-    side = shared.explorer(choice).analysis.tiles.shape[-1]
-    slot = slot_at(*evt.index, side, len(nearest), NEAREST_PIXELS)
-    return nearest[slot] if 0 <= slot < len(nearest) else gr.skip()
+    slot = tile_at(*evt.index, layout["columns"], layout["width"], layout["height"], len(layout["codes"]))
+    return gr.skip() if slot is None else layout["codes"][slot]
 
 
 def build(shared: Shared) -> None:
     picker = shared.picker
     explain(TEXT)
     with gr.Row():
-        projection = gr.Radio([("UMAP", "umap"), ("PCA", "pca")], value="umap", label="projection")
-        colour_by = gr.Radio(list(COLOUR_BY), value="dominant class", label="colour")
-        code = gr.Number(label="code", precision=0, minimum=0, value=0, elem_id="atlas-code")
-    with gr.Row():
-        with gr.Column(scale=3):
-            plot = gr.Plot(label="codebook atlas", elem_id="atlas-plot")
-        with gr.Column(scale=2):
+        projection = gr.Radio(
+            [("UMAP", "umap"), ("PCA", "pca")], value="umap", label="projection", elem_id="atlas-projection"
+        )
+        colour_by = gr.Radio(list(COLOUR_BY), value="dominant class", label="colour and shape")
+        code = gr.Number(label="code number", precision=0, minimum=0, value=None, elem_id="atlas-code")
+    why = gr.Markdown(visible=False, elem_id="atlas-why")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=7):
+            plot = gr.Plot(show_label=False, elem_id="atlas-plot")
+        with gr.Column(scale=5):
             details = gr.Markdown(elem_id="atlas-details")
             with gr.Row():
-                tile = gr.HTML(elem_id="atlas-tile")
-                exemplars = gr.HTML(elem_id="atlas-exemplars")
+                with gr.Column(scale=0, min_width=TILE_PIXELS + 8):
+                    tile = gr.HTML(elem_id="atlas-tile")
+                with gr.Column(scale=1):
+                    exemplars = gr.HTML(elem_id="atlas-exemplars")
+            gr.Markdown("**nearest codes** in the codebook: click one to choose it", elem_classes=["caption"])
             nearest = gr.Image(
-                label="nearest codes (click one)", format="png", interactive=False, elem_id="atlas-nearest"
+                show_label=False, format="png", interactive=False, elem_id="atlas-nearest", buttons=[], height="auto"
             )
-            nearest_codes = gr.State(None)
+            layout = gr.State(None)
 
     figure_inputs = [picker, projection, colour_by, code]
     draw = callback(atlas_figure, shared)
-    details_outputs = [details, tile, exemplars, nearest, nearest_codes]
-    shared.on_checkpoint(callback(projections, shared), picker, projection).then(
-        draw, figure_inputs, plot, api_visibility="private", concurrency_id=MODEL
-    ).then(
-        callback(code_details, shared), [picker, code], details_outputs, api_visibility="private", concurrency_id=MODEL
-    )
-    projection.change(draw, figure_inputs, plot, api_name="atlas", concurrency_id=MODEL)
-    colour_by.change(draw, figure_inputs, plot, api_visibility="private", concurrency_id=MODEL)
-    code.change(
-        callback(code_details, shared), [picker, code], details_outputs, api_name="atlas_select", concurrency_id=MODEL
-    )
-    code.change(draw, figure_inputs, plot, api_visibility="private", concurrency_id=MODEL)
-    nearest.select(
-        callback(pick_nearest, shared), [picker, nearest_codes], code, api_visibility="private", concurrency_id=MODEL
-    )
+    describe = callback(code_details, shared)
+    details_outputs = [details, tile, exemplars, nearest, layout]
+    private = {"api_visibility": "private", "concurrency_id": MODEL}
+    # Each path below runs once per change: the page listens to what a person does (input, select), and a
+    # checkpoint's own values set on open are followed by an explicit chain, so no two paths race.
+    shared.on_checkpoint(callback(open_atlas, shared), picker, [projection, why, code]).success(
+        describe, [picker, code], details_outputs, **private
+    ).success(draw, figure_inputs, plot, **private)
+    projection.input(draw, figure_inputs, plot, api_name="atlas", concurrency_id=MODEL)
+    colour_by.input(draw, figure_inputs, plot, **private)
+    # a typed code, or a point clicked (pages/static/app.js types it in); a refused one shows its message
+    # once and leaves the page as it was
+    code.input(
+        describe,
+        [picker, code],
+        details_outputs,
+        api_name="atlas_select",
+        concurrency_id=MODEL,
+        trigger_mode="always_last",
+    ).success(draw, figure_inputs, plot, **private)
+    nearest.select(callback(pick_nearest, shared), layout, code, **private).success(
+        describe, [picker, code], details_outputs, **private
+    ).success(draw, figure_inputs, plot, **private)

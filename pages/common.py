@@ -32,7 +32,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODEL = "model"  # the concurrency group of every event that runs the model: queue()'s limit is for all of them
-DISPLAY_PIXELS = 224  # images are enlarged to about this many pixels a side, without blur
+# A clickable picture is sent at least as large as the page ever shows it: Gradio maps a click on an
+# image shown larger than its own pixels as if it were shown at its own size, so it would miss its
+# cell. (The presenter view shows the reconstruction 320 px tall.)
+DISPLAY_PIXELS = 336  # images are enlarged to about this many pixels a side, without blur
 
 
 @dataclass
@@ -151,6 +154,11 @@ def _forget_old_pictures(folder: Path) -> None:
 def display_scale(side: int, pixels: int = DISPLAY_PIXELS) -> int:
     """The whole factor that enlarges an image `side` pixels wide to about `pixels`."""
     return max(1, pixels // side)
+
+
+def scale_at_least(side: int, pixels: int) -> int:
+    """The smallest whole factor that enlarges an image `side` pixels wide to `pixels` or more."""
+    return max(1, -(-pixels // side))
 
 
 def show(image: np.ndarray) -> np.ndarray:

@@ -12,11 +12,22 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+# Okabe and Ito's colour-blind-safe qualitative palette, extended to ten with Tol's wine and olive;
+# each class also has a marker shape of its own, a second cue beside its colour.
 CLASS_COLOURS = [
-    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
-    "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
+    "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9",
+    "#D55E00", "#F0E442", "#000000", "#882255", "#999933",
 ]  # fmt: skip
-UNUSED_COLOUR = "#d0d0d0"
+CLASS_SYMBOLS = [
+    "circle", "square", "diamond", "triangle-up", "triangle-down",
+    "pentagon", "hexagon", "star", "hourglass", "cross",
+]  # fmt: skip
+UNUSED_COLOUR = "#bbbbbb"
+AXES_NOTE = {  # under the atlas: what its axes mean
+    "UMAP": "UMAP axes have no units: only which codes lie near each other means something",
+    "PCA": "PCA axes: the codebook's two directions of largest spread, with no units to read off",
+}
+EMPTY_CELL = "#d9d9d9"  # a grid cell with no code yet (the sampler's player greys it the same)
 MARGIN = dict(l=40, r=10, t=40, b=40)
 
 
@@ -28,33 +39,43 @@ def _figure(traces: list[dict[str, Any]], **layout: Any) -> go.Figure:
 
 
 def code_grid(
-    indices: Sequence[Sequence[int]], title: str = "codes", highlight: tuple[int, int] | None = None
+    indices: Sequence[Sequence[int]],
+    title: str = "codes",
+    highlight: tuple[int, int] | None = None,
+    marked: Sequence[tuple[int, int]] = (),
 ) -> go.Figure:
-    """The grid of code indices as a heatmap with each number written in its cell (row 0 at the top)."""
+    """The grid of code indices as a heatmap with each number written in its cell (row 0 at the top);
+    the `highlight` cell and every `marked` (row, col) cell outlined.
+    A cell below 0 (no code yet) is left empty: grey, with no number, off the colour scale."""
+    z = [[k if k >= 0 else None for k in row] for row in indices]  # Plotly leaves a None cell unpainted
     shapes = []
-    if highlight is not None:
-        row, col = highlight
+    cells = [*marked, *([highlight] if highlight is not None else [])]
+    for row, col in dict.fromkeys(tuple(cell) for cell in cells):  # each cell outlined once
         box = dict(x0=col - 0.5, x1=col + 0.5, y0=row - 0.5, y1=row + 0.5)
         shapes.append(dict(type="rect", **box, line={"color": "red", "width": 3}))
     heatmap = dict(
         type="heatmap",
-        z=indices,
-        text=indices,
+        z=z,
+        text=[["" if k is None else str(k) for k in row] for row in z],
         texttemplate="%{text}",
-        textfont={"size": 11},
+        textfont={"size": 12},
         colorscale="Viridis",
         showscale=False,
-        hovertemplate="row %{y}, col %{x}: code %{z}<extra></extra>",
+        hoverongaps=False,
+        hovertemplate="row %{y}, column %{x}: code %{z}<extra></extra>",
     )
     return _figure(
         [heatmap],
-        title=title,
-        margin=dict(l=30, r=10, t=60, b=10),
-        height=360,
+        title={"text": title, "y": 0.985, "yanchor": "top"},  # above the column numbers, whatever the font size
+        margin=dict(l=50, r=10, t=100, b=10),
+        height=390,
         shapes=shapes,
-        yaxis=dict(autorange="reversed", scaleanchor="x", constrain="domain", dtick=1),
-        xaxis=dict(constrain="domain", dtick=1, side="top"),
-    )
+        plot_bgcolor=EMPTY_CELL,
+        yaxis=dict(autorange="reversed", scaleanchor="x", constrain="domain", dtick=1, showgrid=False,
+                   zeroline=False, title={"text": "row"}),
+        xaxis=dict(constrain="domain", dtick=1, side="top", showgrid=False, zeroline=False,
+                   title={"text": "column", "standoff": 4}),
+    )  # fmt: skip
 
 
 def usage_bars(counts_sorted: Sequence[int], codes_sorted: Sequence[int]) -> go.Figure:
@@ -78,28 +99,41 @@ def usage_bars(counts_sorted: Sequence[int], codes_sorted: Sequence[int]) -> go.
     )
 
 
-def usage_by_class(fractions: Sequence[Sequence[float]], codes: Sequence[int], class_names: Sequence[str]) -> go.Figure:
-    """Share of each class's latents that each code takes (codes ordered by overall usage)."""
+def usage_by_class(shares: Sequence[Sequence[float]], codes: Sequence[int], class_names: Sequence[str]) -> go.Figure:
+    """For each code (a column, grouped by the class it leans to), the share of its uses by class (rows)."""
+    z = [[row[c] for row in shares] for c in range(len(class_names))]  # (classes, codes)
+    peak = max((v for row in z for v in row), default=1.0)
     heatmap = dict(
         type="heatmap",
-        z=fractions,
+        z=z,
         x=[str(c) for c in codes],
-        y=list(class_names),
-        colorscale="Blues",
-        hovertemplate="class %{y}, code %{x}: %{z:.2%} of its latents<extra></extra>",
-        colorbar={"title": {"text": "share"}},
+        y=[str(name) for name in class_names],
+        zmin=0,
+        zmax=peak,
+        colorscale=[[0, "#ffffff"], [0.25, "#c6dbef"], [0.6, "#4292c6"], [1, "#08306b"]],
+        xgap=1,
+        ygap=1,
+        hovertemplate="code %{x}: %{z:.0%} of its uses are class %{y}<extra></extra>",
+        colorbar={"title": {"text": "share of the<br>code's uses"}, "tickformat": ".0%"},
     )
     return _figure(
         [heatmap],
-        title="Which codes each class uses",
-        xaxis={"type": "category", "showticklabels": False, "title": {"text": "codes by overall usage"}},
-        margin=MARGIN,
-        height=320,
-    )
+        title="The codes each class leans on: who uses each code",
+        xaxis={"type": "category", "title": {"text": "code number (grouped by the class using it most)"},
+               "tickangle": -90, "tickfont": {"size": 11}},
+        yaxis={"type": "category", "title": {"text": "class"}, "autorange": "reversed"},
+        margin=dict(l=60, r=10, t=50, b=80),
+        height=380,
+        plot_bgcolor="#ffffff",
+    )  # fmt: skip
 
 
 def curves(
-    history: Sequence[dict[str, Any]], keys: Sequence[str], title: str, num_embeddings: int | None = None
+    history: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    title: str,
+    num_embeddings: int | None = None,
+    y_title: str = "",
 ) -> go.Figure:
     """Training curves: one line per metric against the step; K drawn as a dashed ceiling when given."""
     steps = [row["step"] for row in history]
@@ -122,13 +156,22 @@ def curves(
     return _figure(
         lines,
         title=title,
-        xaxis={"title": {"text": "step"}},
-        margin=MARGIN,
+        xaxis={"title": {"text": "training step"}},
+        yaxis={"title": {"text": y_title or " / ".join(key.replace("_", " ") for key in keys)}},
+        margin=dict(MARGIN, l=60),
         height=320,
-        legend={"orientation": "h", "y": -0.25},
+        legend={"orientation": "h", "y": -0.3},
         shapes=shapes,
         annotations=notes,
     )
+
+
+def note(text: str, height: int = 320) -> go.Figure:
+    """An empty chart that says why it is empty."""
+    words = dict(text=text, showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5, font={"size": 15})
+    hidden = {"visible": False}
+    clear = {"plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)"}
+    return _figure([], annotations=[words], xaxis=hidden, yaxis=hidden, height=height, margin=MARGIN, **clear)
 
 
 def atlas(
@@ -138,8 +181,10 @@ def atlas(
     colour_by: str,
     class_names: Sequence[str],
     selected: int | None = None,
+    projection: str = "PCA",
 ) -> go.Figure:
-    """The codebook as points: size by usage, colour by dominant class or by alive/dead; one trace per colour."""
+    """The codebook as points: area by held-out uses (with a key), colour and shape by dominant class or by
+    alive/dead, one trace per group; axes named after the projection, which gives them no units."""
     peak = max(max(usage), 1)
     groups: dict[str, list[int]] = {}
     for code, c in enumerate(colour_of):
@@ -148,67 +193,106 @@ def atlas(
         else:
             name = "alive" if usage[code] > 0 else "dead"
         groups.setdefault(name, []).append(code)
-    points = []
-    for name, codes in sorted(groups.items()):
-        points.append(
-            dict(
-                type="scatter",
-                x=[xy[k][0] for k in codes],
-                y=[xy[k][1] for k in codes],
-                mode="markers",
-                name=name,
-                customdata=codes,
-                marker={
-                    "size": [5 + 20 * (usage[k] / peak) ** 0.5 for k in codes],
-                    "color": _group_colour(name, class_names),
-                    "opacity": 0.8,
-                    "line": {"width": 0.5, "color": "white"},
-                },
-                text=[f"{usage[k]} uses" for k in codes],
-                hovertemplate="code %{customdata}<br>%{text}<extra></extra>",
-            )
-        )
+    ordered = _in_legend_order(groups, class_names)
+    points = [_atlas_group(name, codes, xy, usage, peak, class_names) for name, codes in ordered]
+    notes = [
+        dict(xref="paper", yref="paper", x=0, y=-0.09, xanchor="left", yanchor="top", showarrow=False,
+             text=AXES_NOTE.get(projection, f"{projection} axes have no units"),
+             font={"size": 13, "color": "#555555"}),
+        dict(xref="paper", yref="paper", x=0.84, y=0.36, xanchor="left", yanchor="bottom", showarrow=False,
+             align="left", text="<b>point size</b>:<br>held-out uses", font={"size": 13}),
+    ]  # fmt: skip
     if selected is not None:
         points.append(
-            dict(
-                type="scatter",
-                x=[xy[selected][0]],
-                y=[xy[selected][1]],
-                mode="markers",
-                name=f"code {selected}",
-                marker={"size": 26, "color": "rgba(0,0,0,0)", "line": {"width": 3, "color": "black"}},
-                hoverinfo="skip",
-            )
-        )
-    bare = {"showticklabels": False, "zeroline": False}
+            dict(type="scatter", x=[xy[selected][0]], y=[xy[selected][1]], mode="markers", name=f"code {selected}",
+                 showlegend=False, hoverinfo="skip",
+                 marker={"size": 30, "color": "rgba(0,0,0,0)", "line": {"width": 3, "color": "black"}})
+        )  # fmt: skip
+        notes.append(
+            dict(x=xy[selected][0], y=xy[selected][1], text=f"<b>code {selected}</b>", showarrow=True, arrowhead=0,
+                 ax=40, ay=-40, font={"size": 15}, bgcolor="rgba(255,255,255,0.85)")
+        )  # fmt: skip
+    points.append(_size_key(peak))
+    axis = {"showticklabels": False, "zeroline": False, "showgrid": False, "showline": True, "linecolor": "#999999"}
+    hidden = {"visible": False, "fixedrange": True}
     return _figure(
         points,
-        margin=MARGIN,
-        height=560,
-        legend={"itemsizing": "constant"},
+        title=f"The {len(usage)} codes of the codebook in two dimensions ({projection})",
+        margin=dict(l=40, r=10, t=50, b=70),
+        height=600,
+        legend={"itemsizing": "constant", "x": 0.84, "xanchor": "left", "y": 1, "yanchor": "top",
+                "title": {"text": "dominant class" if colour_by == "class" else "held-out use"},
+                "font": {"size": 13}},
         clickmode="event",
-        xaxis=bare,
-        yaxis=bare | {"scaleanchor": "x"},
+        hovermode="closest",
+        annotations=notes,
+        plot_bgcolor="#ffffff",
+        xaxis=axis | {"domain": [0, 0.8], "title": {"text": f"{projection} 1"}},
+        yaxis=axis | {"title": {"text": f"{projection} 2"}},
+        xaxis2=hidden | {"domain": [0.84, 1], "anchor": "y2", "range": [-0.5, 3]},
+        yaxis2=hidden | {"domain": [0.02, 0.34], "anchor": "x2", "range": [-0.6, 2.6]},
+    )  # fmt: skip
+
+
+def _marker_size(uses: float, peak: float) -> float:
+    """Point diameter in pixels: its area grows with the code's held-out uses."""
+    return 6 + 22 * (uses / peak) ** 0.5
+
+
+def _atlas_group(
+    name: str, codes: list[int], xy: Sequence[Sequence[float]], usage: Sequence[int], peak: int, classes: Sequence[str]
+) -> dict[str, Any]:
+    colour, symbol = _group_style(name, classes)
+    return dict(
+        type="scatter",
+        x=[xy[k][0] for k in codes],
+        y=[xy[k][1] for k in codes],
+        mode="markers",
+        name=name,
+        customdata=codes,
+        marker={
+            "size": [_marker_size(usage[k], peak) for k in codes],
+            "color": colour,
+            "symbol": symbol,
+            "opacity": 0.85,
+            "line": {"width": 0.6, "color": "#333333"},
+        },
+        text=[f"{usage[k]} held-out uses" for k in codes],
+        hovertemplate=f"code %{{customdata}} ({name})<br>%{{text}}<extra></extra>",
     )
 
 
-def _group_colour(name: str, class_names: Sequence[str]) -> str:
-    if name in ("unused", "dead"):
-        return "#e15759" if name == "dead" else UNUSED_COLOUR
-    if name == "alive":
-        return "#4e79a7"
+def _size_key(peak: int) -> dict[str, Any]:
+    """A key for the point sizes, drawn at their true size in a small plot of its own beside the legend."""
+    values = sorted({_round_uses(peak / 16), _round_uses(peak / 4), _round_uses(peak)} - {0})
+    return dict(
+        type="scatter", xaxis="x2", yaxis="y2", x=[0] * len(values), y=list(range(len(values))),
+        mode="markers+text", text=[f"{v} uses" for v in values], textposition="middle right",
+        marker={"size": [_marker_size(v, peak) for v in values], "color": "#9a9a9a",
+                "line": {"width": 0.6, "color": "#333333"}},
+        showlegend=False, hoverinfo="skip", cliponaxis=False,
+    )  # fmt: skip
+
+
+def _round_uses(value: float) -> int:
+    """A count rounded to one significant figure (430 -> 400, 27 -> 30), for the size key."""
+    if value < 1:
+        return 0
+    step = 10 ** (len(str(int(value))) - 1)
+    return max(1, round(value / step) * step)
+
+
+def _in_legend_order(groups: dict[str, list[int]], class_names: Sequence[str]) -> list[tuple[str, list[int]]]:
+    """Alive before dead; the classes in their own order, then the unused codes."""
+    order = ["alive", "dead", *(f"class {name}" for name in class_names), "unused"]
+    return [(name, groups[name]) for name in order if name in groups]
+
+
+def _group_style(name: str, class_names: Sequence[str]) -> tuple[str, str]:
+    """The colour and marker shape of one group of points."""
+    if name == "unused":
+        return UNUSED_COLOUR, "circle-open"
+    if name in ("alive", "dead"):
+        return ("#0072B2", "circle") if name == "alive" else ("#D55E00", "x")
     index = list(class_names).index(name.removeprefix("class "))
-    return CLASS_COLOURS[index % len(CLASS_COLOURS)]
-
-
-def top_codes(codes: Sequence[int], probs: Sequence[float], title: str) -> go.Figure:
-    """The prior's most likely codes at one step, as horizontal bars."""
-    bars = dict(type="bar", x=list(probs), y=[f"code {c}" for c in codes], orientation="h", marker={"color": "#59a14f"})
-    return _figure(
-        [bars],
-        title=title,
-        xaxis={"title": {"text": "p(code | codes before it)"}},
-        yaxis={"autorange": "reversed"},
-        margin=MARGIN,
-        height=260,
-    )
+    return CLASS_COLOURS[index % len(CLASS_COLOURS)], CLASS_SYMBOLS[index % len(CLASS_SYMBOLS)]

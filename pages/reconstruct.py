@@ -9,28 +9,29 @@ import gradio as gr
 from vqvae.app.inputs import from_array, read_image
 from vqvae.errors import InputError
 
-from .common import MODEL, Shared, callback, display_scale, explain, heldout_range, inline_image, picture_file, show
+from .common import MODEL, Shared, callback, display_scale, explain, inline_image, picture_file, show
 from .figures import code_grid
 from .guards import RecentOnly
 
 if TYPE_CHECKING:
     from vqvae.app.explorer import Decoded
 
+GRID_TITLE = "code numbers"
 UPLOAD_TYPES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
 SKETCHES_KEPT = 32  # drawings sent, not yet submitted, kept at once (each a few KB, at most 256 KiB a layer)
 TEXT = r"""
 The encoder turns the image into a grid of vectors $z_e$; each is replaced by its nearest
 codebook vector, $k = \arg\min_j \lVert z_e - e_j \rVert_2$, so the image becomes the grid of
-code numbers below. The decoder paints the image back from those codes alone. To draw, pick the
-brush first. **Click the reconstruction** to pick a cell, choose a code, and see what the decoder
-makes of the change.
+code numbers on the right. The decoder paints the image back from those codes alone. Move the
+slider to pick another held-out image, upload one, or draw one. **Click the reconstruction** to
+pick a cell, choose a code number, and see what the decoder makes of the change.
 """
 
 
 def _result(decoded: Decoded, reference: Any, cell: tuple[int, int] | None = None) -> tuple:
     psnr = f"**PSNR** {decoded.psnr_db:.2f} dB against the input" if decoded.psnr_db is not None else ""
     state = {"indices": decoded.indices.tolist(), "reference": reference}
-    figure = code_grid(decoded.indices.tolist(), "code grid (row, col) -> code", highlight=cell)
+    figure = code_grid(decoded.indices.tolist(), GRID_TITLE, highlight=cell)
     return picture_file(show(decoded.reconstruction)), figure, psnr, state
 
 
@@ -69,7 +70,7 @@ def pick_cell(shared: Shared, choice: str, state: dict | None, evt: gr.SelectDat
     x, y = evt.index
     row, col = explorer.cell_at(x / scale, y / scale)
     code = state["indices"][row][col]
-    figure = code_grid(state["indices"], "code grid (row, col) -> code", highlight=(row, col))
+    figure = code_grid(state["indices"], GRID_TITLE, highlight=(row, col))
     return row, col, code, figure
 
 
@@ -82,23 +83,36 @@ def edit_code(shared: Shared, choice: str, state: dict | None, row: float, col: 
     return _result(decoded, state["reference"], (int(row), int(col)))
 
 
+def limits(shared: Shared, choice: str) -> tuple:
+    """The held-out slider and the edit boxes fitted to the chosen checkpoint: its split, grid and K."""
+    explorer = shared.explorer(choice)
+    h, w = explorer.latent_shape
+    return (
+        gr.Slider(maximum=explorer.heldout_count - 1),
+        gr.Number(maximum=h - 1),
+        gr.Number(maximum=w - 1),
+        gr.Number(maximum=explorer.num_embeddings - 1, label=f"code number (0 to {explorer.num_embeddings - 1})"),
+    )
+
+
 def build(shared: Shared) -> None:
     picker = shared.picker
     explain(TEXT)
     state = gr.State(None)
-    with gr.Row():
-        with gr.Column(scale=1, min_width=280):
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=280, elem_id="reconstruct-inputs"):
             with gr.Tab("Held-out digit"):
-                index = gr.Slider(0, 499, value=0, step=1, label="held-out image")
+                index = gr.Slider(0, 499, value=0, step=1, label="held-out image", elem_id="heldout-index")
                 heldout_button = gr.Button("Reconstruct", variant="primary", elem_id="reconstruct-heldout")
             with gr.Tab("Upload"):
                 # a file, not gr.Image: the upload is decoded by vqvae.app.inputs (restricted formats, size caps)
                 upload = gr.File(label="an image file", file_types=list(UPLOAD_TYPES), type="filepath", height=140)
                 upload_button = gr.Button("Reconstruct upload", elem_id="reconstruct-upload")
             with gr.Tab("Draw"):
+                gr.Markdown("Pick the brush, draw a digit, press **Reconstruct drawing**.", elem_classes=["caption"])
                 sketch = gr.Sketchpad(
                     type="numpy",
-                    label="draw a digit",
+                    show_label=False,
                     canvas_size=(280, 280),
                     fixed_canvas=True,
                     layers=False,
@@ -110,32 +124,39 @@ def build(shared: Shared) -> None:
                 sketch.blob_storage = RecentOnly(SKETCHES_KEPT)  # see pages/guards.py
                 sketch_button = gr.Button("Reconstruct drawing", elem_id="reconstruct-drawing")
         with gr.Column(scale=1, min_width=240):
-            source = gr.Markdown()
+            source = gr.Markdown(elem_classes=["caption"], elem_id="source")
             original = gr.HTML(elem_id="input-image")
         with gr.Column(scale=1, min_width=240):
-            psnr = gr.Markdown(elem_id="psnr")
+            gr.Markdown("**reconstruction**: click a cell to edit it", elem_classes=["caption"])
             decoded = gr.Image(
-                label="reconstruction (click a cell)",
+                show_label=False,
                 format="png",
                 interactive=False,
                 elem_id="reconstruction",
                 height=240,
+                buttons=[],
             )
+            psnr = gr.Markdown(elem_id="psnr")
         with gr.Column(scale=1, min_width=300):
-            grid = gr.Plot(label="code grid", elem_id="code-grid")
+            grid = gr.Plot(show_label=False, elem_id="code-grid")
     with gr.Row():
         row = gr.Number(label="row", precision=0, minimum=0, value=0, elem_id="edit-row")
-        col = gr.Number(label="column", precision=0, minimum=0, value=0)
-        code = gr.Number(label="code", precision=0, minimum=0, value=0, elem_id="edit-code")
-        edit_button = gr.Button("Decode with this code", elem_id="edit-button")
+        col = gr.Number(label="column", precision=0, minimum=0, value=0, elem_id="edit-col")
+        code = gr.Number(label="code number", precision=0, minimum=0, value=0, elem_id="edit-code")
+        edit_button = gr.Button("Decode with this code", variant="primary", elem_id="edit-button")
 
     outputs = [original, decoded, grid, psnr, state, source]
-    heldout_button.click(
-        callback(reconstruct_heldout, shared),
+    heldout = callback(reconstruct_heldout, shared)
+    heldout_button.click(heldout, [picker, index], outputs, api_name="reconstruct_heldout", concurrency_id=MODEL)
+    # the page follows its slider: the last position wins while it moves
+    index.change(
+        heldout,
         [picker, index],
         outputs,
-        api_name="reconstruct_heldout",
+        api_visibility="private",
         concurrency_id=MODEL,
+        trigger_mode="always_last",
+        show_progress="hidden",
     )
     upload_button.click(
         callback(reconstruct_upload, shared),
@@ -166,4 +187,7 @@ def build(shared: Shared) -> None:
         api_name="edit_code",
         concurrency_id=MODEL,
     )
-    shared.on_checkpoint(callback(heldout_range, shared), picker, index)
+    # on open and on another checkpoint: fit the inputs to it, then show the current held-out image
+    shared.on_checkpoint(callback(limits, shared), picker, [index, row, col, code]).then(
+        heldout, [picker, index], outputs, api_visibility="private", concurrency_id=MODEL
+    )

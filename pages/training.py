@@ -10,7 +10,7 @@ from vqvae.app.runs import ACTIVE, RunSettings, RunStatus
 from vqvae.config import PRESETS, PRIOR_MINUTES
 
 from .common import Shared, callback, explain
-from .figures import curves
+from .figures import curves, note
 
 TEXT = r"""
 Train a new VQ-VAE here, in a background process, while the rest of the app keeps answering. Watch
@@ -68,34 +68,70 @@ def _summary(status: RunStatus) -> str:
 
 
 def _progress(status: RunStatus) -> str:
-    percent = 100 * (status.progress or 0.0)
-    bar = f'<progress class="run-progress" max="100" value="{percent:.1f}"></progress>'
-    return f"{bar} {percent:.0f}% of the {status.phase} phase" if status.active else bar
+    """A bar for a run that is going (blue), finished (full, green) or stopped (grey, where it stopped);
+    nothing before any run or after a failure (the summary says why)."""
+    if status.active:
+        percent = 100 * (status.progress or 0.0)
+        return _bar(percent, "going") + f" {percent:.0f}% of the {status.phase} phase"
+    if status.state == "finished":
+        return _bar(100, "done") + " finished"
+    if status.state == "stopped" and status.stopped_at:
+        phase, progress = status.stopped_at
+        return _bar(100 * progress, "stopped") + f" stopped at {100 * progress:.0f}% of the {phase} phase"
+    return ""
+
+
+def _bar(percent: float, kind: str) -> str:
+    return f'<progress class="run-progress {kind}" max="100" value="{percent:.1f}"></progress>'
+
+
+def _charts(status: RunStatus) -> tuple:
+    """The run's curves, or a note in each chart that says why it is empty."""
+    if status.vqvae_history:
+        loss = curves(status.vqvae_history, ("loss",), "VQ-VAE: loss", y_title="loss")
+        codebook = curves(status.vqvae_history, ("perplexity", "codes_used"), "VQ-VAE: perplexity and codes used")
+    else:
+        why = {"idle": "no run yet: curves appear here as a run trains"}.get(
+            status.state, "waiting for the first logged step" if status.active else "this run logged no steps"
+        )
+        loss = codebook = note(why)
+    if status.prior_history:
+        prior = curves(status.prior_history, ("bits_per_latent",), "prior: bits per latent", y_title="bits per latent")
+    else:
+        prior = note(_no_prior(status), height=240)
+    return loss, codebook, prior
+
+
+def _no_prior(status: RunStatus) -> str:
+    if status.state == "idle":
+        return "the learned prior's bits per latent appear here once a run trains it"
+    if not status.with_prior:
+        return "this run trains no prior (prior minutes: 0)"
+    if status.stopped_at and status.stopped_at[0] != "prior":
+        return "the run was stopped before its prior phase"
+    if status.active:
+        return "the prior trains once the VQ-VAE is done"
+    return "this run logged no prior steps"
 
 
 def run_status(shared: Shared, seen: dict | None, visitor: str = "") -> tuple:
     """Asked when the page opens, then every second while a run is going (an open page polls nothing
     between runs, so idle tabs leave the queue to the model's calls): the run's state and progress;
-    curves only when new rows came in, and the picker's list only when a run has just ended."""
+    charts only when something in them changed, and the picker's list and the message under the
+    buttons only when a run has just ended."""
     status = shared.runs.status(owner=visitor or None)
     seen = seen or {}
-    rows, prior_rows = len(status.vqvae_history), len(status.prior_history)
-    fresh = (status.name, rows) != (seen.get("name"), seen.get("rows"))
-    if fresh and rows:
-        loss = curves(status.vqvae_history, ("loss",), "VQ-VAE: loss")
-        codebook = curves(status.vqvae_history, ("perplexity", "codes_used"), "VQ-VAE: perplexity and codes used")
-    else:
-        loss = codebook = gr.skip()
-    fresh_prior = (status.name, prior_rows) != (seen.get("name"), seen.get("prior_rows"))
-    prior = (
-        curves(status.prior_history, ("bits_per_latent",), "prior: bits per latent")
-        if fresh_prior and prior_rows
-        else gr.skip()
-    )
+    now = {
+        "name": status.name,
+        "state": status.state,
+        "rows": len(status.vqvae_history),
+        "prior_rows": len(status.prior_history),
+    }
+    charts = _charts(status) if now != {key: seen.get(key) for key in now} else (gr.skip(),) * 3
     ended = seen.get("state") in ACTIVE and not status.active
     picker = gr.Dropdown(choices=shared.catalog.choices()) if ended else gr.skip()
-    seen = {"name": status.name, "state": status.state, "rows": rows, "prior_rows": prior_rows}
-    return _summary(status), _progress(status), loss, codebook, prior, picker, seen, gr.Timer(active=status.active)
+    message = "" if ended else gr.skip()  # "stopping ..." has been answered by the summary
+    return _summary(status), _progress(status), *charts, picker, now, message, gr.Timer(active=status.active)
 
 
 def build(shared: Shared) -> None:
@@ -113,7 +149,7 @@ def build(shared: Shared) -> None:
             d = gr.Number(value=64, precision=0, label="D (code dimension)", minimum=1, elem_id="run-d")
             lr = gr.Number(value=3e-3, label="learning rate")
             prior = gr.Slider(
-                0, 30, value=PRIOR_MINUTES, step=0.5, label="prior minutes (0: none)", elem_id="run-prior"
+                0, 30, value=PRIOR_MINUTES, step=0.5, label="prior minutes", info="0: no prior", elem_id="run-prior"
             )
             with gr.Row():
                 start = gr.Button("Start", variant="primary", elem_id="start-run")
@@ -123,9 +159,9 @@ def build(shared: Shared) -> None:
             summary = gr.Markdown(elem_id="run-status")
             progress = gr.HTML(elem_id="run-progress")
             with gr.Row():
-                loss = gr.Plot(label="loss")
-                vqvae = gr.Plot(label="codebook")
-            prior_plot = gr.Plot(label="prior")
+                loss = gr.Plot(show_label=False, elem_id="run-loss")
+                vqvae = gr.Plot(show_label=False, elem_id="run-codebook")
+            prior_plot = gr.Plot(show_label=False, elem_id="run-prior-chart")
     timer = gr.Timer(POLL_SECONDS, active=False)
     seen = gr.State(None)
     # this browser's token for the runs it starts, kept across reloads, sealed with a key of this server's
@@ -133,7 +169,7 @@ def build(shared: Shared) -> None:
     inputs = [name, preset, data, minutes, k, d, lr, prior, visitor]
     start.click(callback(start_run, shared), inputs, [message, timer, visitor], api_name="start_training")
     stop.click(callback(stop_run, shared), visitor, message, api_name="stop_training")
-    outputs = [summary, progress, loss, vqvae, prior_plot, shared.picker, seen, timer]
+    outputs = [summary, progress, loss, vqvae, prior_plot, shared.picker, seen, message, timer]
     status = callback(run_status, shared)
     timer.tick(status, [seen, visitor], outputs, api_name="training_status", show_progress="hidden")
     shared.demo.load(status, [seen, visitor], outputs, api_visibility="private", show_progress="hidden")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from .common import Shared, callback, explain
-from .figures import curves, usage_bars, usage_by_class
+from .figures import curves, note, usage_bars, usage_by_class
 
 TEXT = r"""
 A codebook is only as big as the part of it that is used. **Perplexity**
@@ -29,22 +29,27 @@ def show_usage(shared: Shared, choice: str) -> tuple:
         f"**perplexity** {summary['perplexity']:.1f} of at most {k} · {summary['latents']:,} latents counted"
     )
     bars = usage_bars([counts[c] for c in order], order)
-    by_class = summary["class_shares"]
+    leaning = explorer.class_specific_codes()
     classes = (
-        usage_by_class([[row[c] for c in order] for row in by_class], order, explorer.class_names) if by_class else None
+        usage_by_class(leaning.shares, leaning.codes, explorer.class_names)
+        if leaning.codes
+        else note("no class labels in this checkpoint's data: nothing to split by class")
     )
     history = explorer.history
-    training = curves(history, HISTORY_KEYS, "Perplexity and codes used during training", k) if history else None
+    training = (
+        curves(history, HISTORY_KEYS, "Perplexity and codes used during training", k, "codes")
+        if history
+        else note("no training history saved with this checkpoint")
+    )
     return stats, bars, classes, training
 
 
 def build(shared: Shared) -> None:
     explain(TEXT)
     stats = gr.Markdown(elem_id="usage-stats")
-    bars = gr.Plot(label="usage", elem_id="usage-bars")
-    with gr.Row():
-        classes = gr.Plot(label="usage per class", elem_id="usage-classes")
-        training = gr.Plot(label="during training", elem_id="usage-training")
+    bars = gr.Plot(show_label=False, elem_id="usage-bars")
+    classes = gr.Plot(show_label=False, elem_id="usage-classes")
+    training = gr.Plot(show_label=False, elem_id="usage-training")
     outputs = [stats, bars, classes, training]
     shared.on_checkpoint(
         callback(show_usage, shared), shared.picker, outputs, api_name="usage", api_visibility="public"

@@ -29,3 +29,45 @@ def app_server(tmp_path_factory):
     server = start(tmp_path_factory.mktemp("app"))
     yield server
     server.demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium, launched once per test module (browser tests skip without it). Not once per
+    session: playwright's event loop, running, would refuse the asyncio.run of later tests."""
+    import shutil
+
+    from tests.browser import CHROMIUM, FLAGS
+
+    if not shutil.which(CHROMIUM):
+        pytest.skip("needs Debian's chromium (scripts/test.sh installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser, app_server):
+    """A fresh tab on the app; afterwards, nothing it did reached outside or wrote to the console."""
+    from tests.browser import open_page
+
+    tab = open_page(browser, app_server.url)
+    yield tab
+    tab.context.close()
+    assert tab.outside == [], tab.outside
+    assert tab.console == [], tab.console
+
+
+@pytest.fixture(scope="session")
+def bare_checkpoint(app_server):
+    """A run with no learned prior and no UMAP (digits-tiny, a few steps), in the app's picker as runs/no-prior."""
+    import dataclasses
+
+    from vqvae.jobs import Job, run
+
+    chosen = preset("digits-tiny")
+    train = dataclasses.replace(chosen.train, steps=30, minutes=None)
+    run(Job(app_server.runs_dir / "no-prior", vqvae=chosen.vqvae, train=train, with_umap=False))
+    return "runs/no-prior"

@@ -143,8 +143,14 @@ def test_usage_page_reports_the_shipped_codebook(client):
     assert "**K** = 512" in stats and "**dead**: 0" in stats and "perplexity** 361" in stats
     counts = plot_data(bars)["data"][0]["y"]
     assert len(counts) == 512 and counts == sorted(counts, reverse=True) and sum(counts) == 500 * 49
-    shares = np.array(plot_data(classes)["data"][0]["z"])
-    assert shares.shape == (10, 512) and np.allclose(shares.sum(1), 1)
+    heatmap = plot_data(classes)["data"][0]
+    shares = np.array(heatmap["z"])  # (classes, codes): each code's held-out uses split by class
+    assert shares.shape == (10, 60) and np.allclose(shares.sum(0), 1)
+    assert len(set(heatmap["x"])) == 60 and all(0 <= int(code) < 512 for code in heatmap["x"])
+    for c in range(10):  # six codes per class, each group leaning to its class more than the rest do
+        group = np.zeros(60, bool)
+        group[6 * c : 6 * c + 6] = True
+        assert shares[c, group].mean() > 1.5 * shares[c, ~group].mean()
     names = [trace["name"] for trace in plot_data(training)["data"]]
     assert names == ["perplexity", "codes used"]
 
@@ -152,32 +158,55 @@ def test_usage_page_reports_the_shipped_codebook(client):
 def test_atlas_and_code_selection(client):
     figure = plot_data(client.predict(SHIPPED, "umap", "dominant class", 7, api_name="/atlas"))
     codes = [c for trace in figure["data"] for c in (trace.get("customdata") or [])]
-    assert sorted(codes)[:512] == list(range(512))  # every code is a point (plus the selection ring)
+    assert sorted(codes) == list(range(512))  # every code is a point, once (the ring and the size key are not)
+    layout = figure["layout"]
+    assert layout["xaxis"]["title"]["text"] == "UMAP 1" and layout["yaxis"]["title"]["text"] == "UMAP 2"
+    key = [trace for trace in figure["data"] if trace.get("yaxis") == "y2"]
+    assert len(key) == 1 and all(text.endswith(" uses") for text in key[0]["text"])  # the point-size key
+    points = [trace for trace in figure["data"] if trace.get("customdata")]
+    assert len({(t["marker"]["color"], t["marker"]["symbol"]) for t in points}) == len(points) == 10  # per class
     pca = plot_data(client.predict(SHIPPED, "pca", "alive / dead", None, api_name="/atlas"))
-    assert {trace["name"] for trace in pca["data"]} <= {"alive", "dead"}
+    assert {trace["name"] for trace in pca["data"] if trace.get("customdata")} <= {"alive", "dead"}
+    assert pca["layout"]["xaxis"]["title"]["text"] == "PCA 1"
     text, tile, exemplars, nearest = client.predict(SHIPPED, 7, api_name="/atlas_select")
     assert text.startswith("### code 7") and "held-out uses" in text
-    assert picture(tile).ndim >= 2 and picture(exemplars).shape[0] > picture(tile).shape[0] // 2
+    patches = picture(exemplars)  # two rows of four 12-pixel patches with 1-pixel gaps, enlarged 6 times
+    assert picture(tile).shape[0] >= 120 and patches.shape[:2] == ((1 + 2 * 13) * 6, (1 + 4 * 13) * 6)
     listed = [int(k) for k in text.split("left to right: ")[1].split(", ")]
     assert len(listed) == 8 and 7 not in listed
-    assert picture(nearest).shape[1] > 6 * picture(nearest).shape[0]  # one strip of 8 tiles
+    strip = picture(nearest)  # two rows of four tiles of 12 x 6 pixels, a number under each
+    assert strip.shape[1] >= 4 * 72 and 2 * 72 < strip.shape[0] < strip.shape[1]
 
 
 def test_codebook_sheet_and_a_code_in_context(client):
-    sheet = picture(client.predict(SHIPPED, "by usage", api_name="/codebook_sheet"))
-    assert sheet.shape[0] > 100 and sheet.shape[1] > 2 * sheet.shape[0] * 0.9  # 32 x 16 tiles
+    path, pages, chosen = client.predict(SHIPPED, "by usage", 11, api_name="/codebook_sheet")
+    sheet = picture(path)  # a page of 8 x 8 tiles of 12 x 6 pixels, each with its number under it
+    assert sheet.shape[1] >= 8 * 72 and sheet.shape[0] > sheet.shape[1]
+    assert len(pages["choices"]) == 8 and pages["choices"][0][0] == "1–64"  # 512 codes, busiest first
+    assert "code 11" in chosen and f"page {pages['value'] + 1} of 8" in chosen
     before, after, grid, summary = client.predict(SHIPPED, 0, "one cell", 0, 3, 3, 11, api_name="/code_in_context")
     assert grid_of(plot_data(grid))[3][3] == 11 and "1 of 49 cells changed" in summary
     assert picture(before).shape == picture(after).shape
+    *_, grid, summary = client.predict(SHIPPED, 0, "every use of a code", 15, 0, 0, 11, api_name="/code_in_context")
+    changed = int(summary.split(" of 49")[0])  # code 15 is the one held-out image 0 uses most, past the background
+    outlined = [(round(s["y0"] + 0.5), round(s["x0"] + 0.5)) for s in plot_data(grid)["layout"]["shapes"]]
+    assert changed > 1 and len(outlined) == changed and all(grid_of(plot_data(grid))[r][c] == 11 for r, c in outlined)
 
 
 def test_sampling_three_priors_side_by_side(client):
     uniform, unigram, learned, table = client.predict(SHIPPED, "3", 1.0, 16, 0, api_name="/sample")
     for markup in (uniform, unigram, learned):  # 16 digits of 28x28, 4 to a row, 1-pixel gaps
         assert inline_picture(markup).shape == (4 * 29 + 1, 4 * 29 + 1)
-    rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
+    header, _, *lines = [line for line in table.splitlines() if line.startswith("|")]
+    assert [cell.strip() for cell in header.split("|")[2:4]] == [
+        "held-out bits / latent, under this prior",
+        "held-out bits / image, under this prior",
+    ]  # every column says what it scores, and under which prior
+    assert "its samples: bits / image, under the learned prior" in header
+    rows = {line.split("|")[1].strip(): line for line in lines}
     held_out = {name: float(line.split("|")[2]) for name, line in rows.items()}
     assert held_out["uniform prior"] == pytest.approx(9.0, abs=1e-3)
+    assert rows["uniform prior"].split("|")[3].strip() == "441"  # 49 latents x log2(512) bits, as the page says
     assert held_out["learned prior (PixelCNN)"] < held_out["unigram prior"] < held_out["uniform prior"]
     again = client.predict(SHIPPED, "3", 1.0, 16, 0, api_name="/sample")
     assert np.array_equal(inline_picture(again[2]), inline_picture(learned))  # same seed, same samples
@@ -188,11 +217,29 @@ def test_sampling_three_priors_side_by_side(client):
         client.predict(SHIPPED, "3", 1.0, 500, 0, api_name="/sample")
 
 
-def test_step_by_step_sampling_ends_with_a_full_grid(client):
-    slider, frame, grid, bars = client.predict(SHIPPED, "7", 1.0, 0, api_name="/sample_steps")
-    assert slider["maximum"] == 49 and slider["value"] == 49
-    assert -1 not in np.array(grid_of(plot_data(grid)))
-    assert picture(frame).shape[0] >= 28
+def test_step_by_step_sampling_sends_every_step_at_once_and_ends_with_a_full_grid(client):
+    player = client.predict(SHIPPED, "7", 1.0, 0, api_name="/sample_steps")
+    grid = np.array(player["grid"])
+    assert grid.shape == (7, 7) and grid.min() >= 0 and grid.max() < 512  # every cell drawn
+    assert len(player["frames"]) == 50  # the empty grid, then one frame per code drawn
+    assert len(player["top_codes"]) == len(player["top_probs"]) == len(player["drawn_probs"]) == 49
+    first, last = inline_picture(player["frames"][0]), inline_picture(player["frames"][-1])
+    assert first.shape == last.shape == (28, 28) and not np.array_equal(first, last)
+    for t, code in enumerate(grid.ravel().tolist()):  # every code drawn or offered has its tile
+        assert {str(code), *map(str, player["top_codes"][t])} <= set(player["tiles"])
+        assert player["drawn_probs"][t] <= player["top_probs"][t][0] + 1e-4
+    assert inline_picture(player["tiles"][str(grid[0, 0])]).shape == (12, 12)
+    assert "class 7" in player["title"] and "seed 0" in player["title"]
+    assert client.predict(SHIPPED, "7", 1.0, 0, api_name="/sample_steps") == player  # same seed, same steps
+
+
+def test_a_checkpoint_without_a_learned_prior_says_so_in_its_place(client, bare_checkpoint):
+    uniform, unigram, learned, table = client.predict(bare_checkpoint, "any", 1.0, 4, 0, api_name="/sample")
+    assert inline_picture(unigram).ndim == 2
+    assert "no learned prior in this checkpoint" in learned and f"train-prior {bare_checkpoint}" in learned
+    assert "under the unigram prior" in table and "not in this checkpoint" in table
+    with pytest.raises(AppError, match="no learned prior"):
+        client.predict(bare_checkpoint, "any", 1.0, 0, api_name="/sample_steps")
 
 
 def test_training_endpoints_refuse_bad_settings_and_report_status(client):
@@ -202,8 +249,10 @@ def test_training_endpoints_refuse_bad_settings_and_report_status(client):
         client.predict("huge-codebook", "digits-tiny", "digits", 0.1, 10**8, 8, 3e-3, 0, "", api_name="/start_training")
     assert client.predict("", api_name="/stop_training") == "no run is going"
     summary, progress, *_ = client.predict("", api_name="/training_status")
-    assert "No run yet" in summary or "**" in summary
-    assert "<progress" in progress
+    if "No run yet" in summary:
+        assert progress == ""  # no empty bar before any run
+    else:  # a run of another test: a bar while it goes, after it has ended unless it failed
+        assert "**" in summary and ("<progress" in progress or ": failed" in summary)
 
 
 def test_a_class_asking_for_the_same_digit_at_once_gets_whole_pictures(app_server):

@@ -1,91 +1,93 @@
-"""A real browser (Debian's chromium, driven by playwright) clicks through every page of the launched app."""
+"""A real browser (Debian's chromium, driven by playwright) on the launched app: the Reconstruct,
+Codebook usage and Training pages, the header, and what every page owes a person looking at it.
+
+Each test opens a fresh tab (tests/conftest.py `page`), whose console must stay free of warnings
+and errors and which may fetch nothing from outside the app.
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
-import pytest
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOTS = Path(os.environ.get("VQVAE_SCREENSHOTS", Path(__file__).resolve().parent.parent / ".screenshots"))
-TIMEOUT_MS = 30_000
-
-pytestmark = pytest.mark.skipif(
-    not shutil.which(CHROMIUM), reason="needs Debian's chromium (scripts/test.sh installs it)"
+from tests.browser import (
+    error_toast,
+    has_image,
+    labels_clear,
+    no_error_badge,
+    no_error_toast,
+    open_page,
+    open_tab,
+    shot,
 )
 
-
-@pytest.fixture(scope="module")
-def page(app_server):
-    SCREENSHOTS.mkdir(exist_ok=True)
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        outside: list[str] = []
-        context.route(
-            lambda url: not url.startswith(app_server.url),
-            lambda route: (outside.append(route.request.url), route.abort()),
-        )
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(app_server.url)
-        page.wait_for_selector("#checkpoint-picker")
-        page.outside_requests = outside
-        yield page
-        browser.close()
+TABS = ("Reconstruct", "Codebook usage", "Embedding atlas", "Per-code reconstructions", "Sampling", "Training")
 
 
-def open_tab(page, name: str) -> None:
-    page.get_by_role("tab", name=name, exact=True).click()
+def reconstruction_src(page) -> str:
+    return page.locator("#reconstruction img").get_attribute("src")
 
 
-def no_error_toast(page) -> None:
-    page.wait_for_timeout(300)
-    toasts = page.locator(".toast-body.error")
-    assert toasts.count() == 0, toasts.first.inner_text()
+def new_reconstruction(page, before: str) -> None:
+    """Wait until the reconstruction shows another picture than `before`."""
+    changed = "src => document.querySelector('#reconstruction img').getAttribute('src') !== src"
+    page.wait_for_function(changed, arg=before)
 
 
-def has_image(page, elem_id: str) -> None:
-    page.wait_for_selector(f"#{elem_id} img", state="visible")
-
-
-def shot(page, name: str) -> None:
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
-def test_reconstruct_page_reconstructs_and_edits_by_clicking(page):
-    open_tab(page, "Reconstruct")
-    page.click("#reconstruct-heldout")
+def test_reconstruct_shows_a_reconstruction_on_open(page):
     has_image(page, "reconstruction")
+    page.wait_for_selector("#source :text('held-out image 0')")
     page.wait_for_selector("#psnr :text('PSNR')")
     page.wait_for_selector("#code-grid .js-plotly-plot")
-    before = page.locator("#reconstruction img").get_attribute("src")
+    has_image(page, "input-image")
+    labels_clear(page)
+    no_error_toast(page)
+    shot(page, "1-reconstruct-open")
+
+
+def test_the_reconstruction_follows_the_slider_and_its_number_box(page):
+    has_image(page, "reconstruction")
+    page.wait_for_selector("#source :text('held-out image 0')")
+    first = reconstruction_src(page)
+    box = page.locator("#heldout-index input[type=number]")
+    box.fill("411")
+    box.press("Enter")
+    page.wait_for_selector("#source :text('held-out image 411')")
+    new_reconstruction(page, first)
+    slider = page.locator("#heldout-index input[type=range]")
+    slider.focus()
+    slider.press("ArrowRight")  # the slider itself, moved by one
+    page.wait_for_selector("#source :text('held-out image 412')")
+    no_error_toast(page)
+
+
+def test_a_click_picks_a_cell_and_a_new_code_is_decoded(page):
+    has_image(page, "reconstruction")
+    page.wait_for_selector("#psnr :text('PSNR')")
+    before = reconstruction_src(page)
     page.locator("#reconstruction img").click(position={"x": 100, "y": 100})  # picks a cell
     page.wait_for_function("() => document.querySelector('#edit-row input').value !== '0'")
     page.locator("#edit-code input").fill("5")
     page.click("#edit-button")
-    page.wait_for_function(
-        "src => document.querySelector('#reconstruction img').getAttribute('src') !== src", arg=before
-    )
+    new_reconstruction(page, before)
     no_error_toast(page)
-    shot(page, "1-reconstruct")
+    shot(page, "1-reconstruct-edited")
+
+
+def test_a_bad_code_is_refused_and_the_last_result_stays(page):
+    has_image(page, "reconstruction")
+    page.wait_for_selector("#code-grid .js-plotly-plot")
+    page.wait_for_selector("#edit-code :text('0 to 511')")  # the box knows K
+    before = reconstruction_src(page)
+    grid = page.locator("#code-grid").inner_text()
+    page.locator("#edit-code input").fill("9999")
+    page.click("#edit-button")
+    error_toast(page, "9999")
+    page.wait_for_timeout(500)
+    assert page.locator("#reconstruction img").is_visible() and reconstruction_src(page) == before
+    assert page.locator("#code-grid").inner_text() == grid
+    no_error_badge(page)
+    shot(page, "1-reconstruct-refused")
 
 
 def test_a_drawing_is_fitted_and_reconstructed(page):
-    open_tab(page, "Reconstruct")
     page.get_by_role("tab", name="Draw", exact=True).click()
     page.locator("#sketch button[aria-label=Brush]").click()
     box = page.locator("#sketch canvas").last.bounding_box()
@@ -98,92 +100,136 @@ def test_a_drawing_is_fitted_and_reconstructed(page):
     page.click("#reconstruct-drawing")
     page.wait_for_selector("text=your drawing, fitted to the model's input")
     page.wait_for_selector("#psnr :text('PSNR')")
+    labels_clear(page)
     no_error_toast(page)
     shot(page, "1-draw")
 
 
-def test_usage_page_shows_its_figures(page):
+def test_usage_page_shows_its_figures_with_axis_titles(page):
     open_tab(page, "Codebook usage")
     page.wait_for_selector("#usage-stats :text('perplexity')")
     for plot in ("usage-bars", "usage-classes", "usage-training"):
-        page.wait_for_selector(f"#{plot} .js-plotly-plot")
+        page.wait_for_selector(f"#{plot} .js-plotly-plot .xtitle")
+        assert page.locator(f"#{plot} .ytitle").count() == 1, plot
+    assert page.locator("#usage-classes .ytitle").text_content() == "class"
+    ticks = page.locator("#usage-classes .xaxislayer-above .xtick text")
+    ticks = ticks.evaluate_all("texts => texts.map(t => t.textContent)")
+    assert len(ticks) >= 30 and all(t.isdigit() for t in ticks)  # code numbers, not ranks
+    labels_clear(page)
     no_error_toast(page)
     shot(page, "2-usage")
 
 
-def test_atlas_click_on_a_point_selects_its_code(page):
-    open_tab(page, "Embedding atlas")
-    page.wait_for_selector("#atlas-plot .js-plotly-plot .scatterlayer .point")
-    page.wait_for_selector("#atlas-details :text('code 0')")
-    page.evaluate(  # remember which code Plotly reports for the click
-        "() => document.querySelector('#atlas-plot .js-plotly-plot')"
-        ".on('plotly_click', e => { window.clickedCode = String(e.points[0].customdata); })"
-    )
-    point = page.locator("#atlas-plot .scatterlayer .trace").nth(5).locator(".point").nth(3)
-    box = point.bounding_box()
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.mouse.move(x, y)  # Plotly picks the point under the pointer, then the click selects it
-    page.mouse.click(x, y)
-    clicked = page.wait_for_function("() => window.clickedCode").json_value()
-    assert clicked != "0"
-    page.wait_for_selector(f"#atlas-details :text('code {clicked}')")
-    assert page.locator("#atlas-code input").input_value() == clicked
-    has_image(page, "atlas-nearest")
-    first = page.locator("#atlas-details").inner_text().split("left to right: ")[1].split(",")[0].strip()
-    page.locator("#atlas-nearest img").click(position={"x": 20, "y": 20})  # the first of the nearest codes
-    page.wait_for_selector(f"#atlas-details :text('code {first}')")
+def test_every_page_shows_a_result_on_open_with_clear_labels(page):
+    """No page waits for a click to show something, and no label covers a picture or is cut off."""
+    expected = {
+        "Reconstruct": "#reconstruction img",
+        "Codebook usage": "#usage-bars .js-plotly-plot",
+        "Embedding atlas": "#atlas-plot .js-plotly-plot",
+        "Per-code reconstructions": "#code-sheet img",
+        "Sampling": "#samples-learned img",
+        "Training": "#run-status :text('No run yet')",
+    }
+    for tab in TABS:
+        open_tab(page, tab)
+        page.wait_for_selector(expected[tab], state="visible")
+        page.wait_for_timeout(300)
+        labels_clear(page)
     no_error_toast(page)
-    shot(page, "3-atlas")
 
 
-def test_per_code_page_click_a_tile_and_decode_in_context(page):
-    open_tab(page, "Per-code reconstructions")
-    has_image(page, "code-sheet")
-    page.locator("#code-sheet img").click(position={"x": 45, "y": 25})  # second tile of the first row
-    page.wait_for_function("() => document.querySelector('#context-code input').value === '1'")
-    page.click("#context-button")
-    has_image(page, "context-after")
-    page.wait_for_selector("#context-summary :text('cells changed')")
-    no_error_toast(page)
-    shot(page, "4-codes")
+def test_the_presenter_view_is_larger_and_kept_in_the_address(page, browser, app_server):
+    has_image(page, "reconstruction")
+    normal = page.locator("#reconstruction img").bounding_box()["width"]
+    page.click("#presenter-toggle")
+    page.wait_for_function("() => document.body.classList.contains('presenter')")
+    assert "presenter" in page.url
+    page.wait_for_timeout(300)
+    assert page.locator("#reconstruction img").bounding_box()["width"] > 1.2 * normal
+    shot(page, "0-presenter")
+    page.click("#presenter-toggle")
+    page.wait_for_function("() => !document.body.classList.contains('presenter')")
+    assert "presenter" not in page.url
+    # opened from an address that asks for it, the view is on and a click still finds its cell
+    other = open_page(browser, app_server.url, "?presenter=1")
+    try:
+        other.wait_for_function("() => document.body.classList.contains('presenter')")
+        has_image(other, "reconstruction")
+        other.wait_for_selector("#psnr :text('PSNR')")
+        image = other.locator("#reconstruction img").bounding_box()
+        other.mouse.click(image["x"] + image["width"] * 0.9, image["y"] + image["height"] * 0.1)
+        other.wait_for_function(
+            "() => document.querySelector('#edit-row input').value === '0'"
+            " && document.querySelector('#edit-col input').value === '6'"
+        )
+        labels_clear(other)
+        assert other.console == [], other.console
+    finally:
+        other.context.close()
 
 
-def test_sampling_page_draws_from_three_priors_and_steps(page):
-    open_tab(page, "Sampling")
-    page.click("#sample-button")
-    for prior in ("uniform", "unigram", "learned"):
-        has_image(page, f"samples-{prior}")
-    page.wait_for_selector("#sample-bits :text('held-out bits')")
-    page.click("#steps-button")
-    has_image(page, "step-image")
-    no_error_toast(page)
-    shot(page, "5-sampling")
-
-
-def test_training_page_starts_a_run_that_appears_in_the_picker(page, app_server):
+def test_training_page_before_any_run_says_so(page):
     open_tab(page, "Training")
-    page.locator("#run-name").get_by_role("textbox").fill("browser-run")
+    page.wait_for_selector("#run-status :text('No run yet')")
+    assert page.locator("#run-progress progress").count() == 0  # no empty bar
+    page.wait_for_selector("#run-prior-chart :text('once a run trains it')")
+    page.wait_for_selector("#run-loss :text('no run yet')")
+    labels_clear(page)
+
+
+def fill_run(page, name: str, minutes: str) -> None:
+    page.locator("#run-name").get_by_role("textbox").fill(name)
     page.locator("#run-preset input").fill("digits-tiny")
     page.locator("#run-preset input").press("Enter")
     page.locator("#run-data input").fill("digits")
     page.locator("#run-data input").press("Enter")
-    page.locator("#run-minutes input[type=number]").fill("0.1")
+    page.locator("#run-minutes input[type=number]").fill(minutes)
     page.locator("#run-minutes input[type=number]").press("Enter")
     page.locator("#run-k input").fill("32")
     page.locator("#run-d input").fill("8")
     page.locator("#run-prior input[type=number]").fill("0")
     page.locator("#run-prior input[type=number]").press("Enter")
+
+
+def test_a_run_trains_and_appears_in_the_picker_of_a_page_opened_before(page, browser, app_server):
+    open_tab(page, "Training")
+    fill_run(page, "browser-run", "0.1")
     page.click("#start-run")
     page.wait_for_selector("#run-message :text('started')")
-    page.wait_for_selector("#run-status :text('finished')", timeout=180_000)
-    page.wait_for_selector("#run-progress progress")
+    earlier = open_page(browser, app_server.url)  # opened while the run trains
+    try:
+        page.wait_for_selector("#run-status :text('finished')", timeout=180_000)
+        assert page.locator("#run-progress progress.done").get_attribute("value") == "100.0"
+        page.wait_for_selector("#run-prior-chart :text('trains no prior')")
+        for chart in ("run-loss", "run-codebook"):
+            assert page.locator(f"#{chart} .ytitle").count() == 1, chart
+        no_error_toast(page)
+        labels_clear(page)
+        shot(page, "6-training")
+        assert (app_server.runs_dir / "browser-run" / "analysis.safetensors").exists()
+        earlier.locator("#checkpoint-picker input").click()  # the earlier page's picker offers it now
+        earlier.wait_for_selector("[role=option]:has-text('browser-run')")
+        earlier.keyboard.press("Escape")
+        assert earlier.console == [], earlier.console
+    finally:
+        earlier.context.close()
+
+
+def test_a_stopped_run_says_where_it_stopped(page, app_server):
+    open_tab(page, "Training")
+    fill_run(page, "halted-run", "2")
+    page.click("#start-run")
+    page.wait_for_selector("#run-status :text('vqvae phase, step')", timeout=60_000)
+    page.wait_for_function(
+        "() => { const p = document.querySelector('#run-progress progress'); return p && +p.value > 0; }"
+    )
+    page.click("#stop-run")
+    page.wait_for_selector("#run-message :text('stopping')")
+    page.wait_for_selector("#run-status :text('halted-run: stopped')", timeout=120_000)
+    bar = page.locator("#run-progress progress")
+    assert "stopped" in bar.get_attribute("class") and float(bar.get_attribute("value")) < 100
+    page.wait_for_selector("#run-progress :text('stopped at')")
+    page.wait_for_function("() => !document.querySelector('#run-message').innerText.includes('stopping')")
+    page.wait_for_selector("#run-prior-chart :text('trains no prior')")
     no_error_toast(page)
-    shot(page, "6-training")
-    assert (app_server.runs_dir / "browser-run" / "analysis.safetensors").exists()
-    page.locator("#checkpoint-picker input").click()
-    page.wait_for_selector("[role=option]:has-text('browser-run')")
-    page.keyboard.press("Escape")
-
-
-def test_nothing_was_fetched_from_outside(page):
-    assert page.outside_requests == []
+    shot(page, "6-training-stopped")

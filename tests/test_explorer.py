@@ -16,6 +16,7 @@ from vqvae.app.explorer import MAX_SAMPLES, Explorer, open_explorer
 from vqvae.config import TrainConfig, preset
 from vqvae.errors import CheckpointError, InputError
 from vqvae.evaluate import evaluate_checkpoint
+from vqvae.images import FRAME, MARK
 from vqvae.train import train_prior, train_vqvae
 
 from .helpers import snapshot
@@ -186,18 +187,53 @@ def test_usage_order_summary_and_dominant_class(explorer):
         assert c == (int(by_class[:, k].argmax()) if usage[k] else -1)
 
 
-@pytest.mark.parametrize("columns", [32, 5, 1])
-def test_sheet_by_usage_holds_every_tile_once_most_used_first(explorer, columns):
-    sheet = explorer.sheet("usage", columns=columns)
+@pytest.mark.parametrize("columns, per_page", [(32, None), (5, 12), (1, 7)])
+def test_sheet_pages_hold_every_tile_once_most_used_first(explorer, columns, per_page):
+    pages = [explorer.sheet("usage", columns, page, per_page, scale=3) for page in range(-(-K // (per_page or K)))]
+    order = [k for sheet in pages for k in sheet.order]
+    assert order == explorer.usage_order() and all(sheet.pages == len(pages) for sheet in pages)
     usage = explorer.analysis.usage
-    assert sorted(sheet.order) == list(range(K)) and sheet.order == explorer.usage_order()
-    assert all(int(usage[a]) >= int(usage[b]) for a, b in zip(sheet.order, sheet.order[1:]))
-    rows, t = -(-K // columns), 6
-    assert sheet.image.shape == (rows * sheet.cell, columns * sheet.cell, 1) and sheet.cell == t + 1
-    for i, k in enumerate(sheet.order):
-        top, left = (i // columns) * sheet.cell, (i % columns) * sheet.cell
-        assert np.array_equal(sheet.image[top : top + t, left : left + t], explorer.code(k).tile)
+    assert all(int(usage[a]) >= int(usage[b]) for a, b in zip(order, order[1:]))
+    sheet = pages[0]
+    grid = sheet.tiles
+    assert grid.columns == min(columns, len(sheet.order)) and grid.image.shape[2] == 3
+    for i, k in enumerate(sheet.order):  # each tile enlarged 3 times inside its frame, its number in a strip below
+        top, left = (i // grid.columns) * grid.height + FRAME, (i % grid.columns) * grid.width + FRAME
+        tile = np.repeat(np.repeat(explorer.code(k).tile, 3, 0), 3, 1)  # (6, 6, 1) -> (18, 18, 1)
+        assert np.array_equal(grid.image[top : top + 18, left : left + 18], np.repeat(tile, 3, 2))
+        assert grid.slot_at(left + 9, top + 9) == i and grid.slot_at(left + 9, top + 18 + FRAME + 8) == i
     assert explorer.sheet("code").order == list(range(K))
+
+
+def test_the_sheet_opens_on_the_chosen_code_and_frames_it(explorer):
+    sheet = explorer.sheet("code", 4, page=None, per_page=8, chosen=13, scale=2)
+    assert sheet.page == 1 and sheet.order == list(range(8, 16))
+    grid, slot = sheet.tiles, sheet.order.index(13)
+    top, left = (slot // 4) * grid.height, (slot % 4) * grid.width
+    assert tuple(grid.image[top, left]) == MARK and tuple(grid.image[0, 0]) == (255, 255, 255)
+    with pytest.raises(InputError, match="does not exist"):
+        explorer.sheet("code", chosen=K)
+    with pytest.raises(InputError, match="page"):
+        explorer.sheet("code", page=5, per_page=8)
+
+
+def test_the_telling_code_is_busy_and_has_the_most_contrast_among_busy_codes(explorer):
+    k = explorer.telling_code()
+    usage = explorer.analysis.usage.double()
+    contrast = explorer.analysis.tiles.flatten(1).float().std(1)
+    busy = usage >= usage[usage > 0].quantile(0.75)
+    assert busy[k] and contrast[k] == contrast[busy].max() and k != explorer.analysis.background_code
+
+
+def test_main_code_and_changed_cells(explorer):
+    grid = explorer.analysis.indices[0]
+    k = explorer.main_code(0)
+    assert k != explorer.analysis.background_code and (grid == k).any()
+    counts = torch.bincount(grid.reshape(-1), minlength=K)
+    counts[explorer.analysis.background_code] = 0
+    assert counts[k] == counts.max()
+    edited = explorer.replace_code(grid.numpy(), k, (k + 1) % K)
+    assert explorer.changed_cells(grid.numpy(), edited) == [tuple(c) for c in torch.nonzero(grid == k).tolist()]
 
 
 def test_projection_is_the_analysis_pca(explorer):
@@ -307,6 +343,25 @@ def test_sample_frames_fill_the_grid_in_raster_order(explorer):
 def test_greedy_frames_draw_the_most_likely_code_each_step(explorer):
     frames = explorer.sample_frames(label=1, temperature=0, seed=0)
     assert np.array_equal(frames.indices[-1].reshape(-1), frames.top_codes[:, 0])
+    assert np.allclose(frames.drawn_probs, frames.top_probs[:, 0])  # what the step-by-step player marks as drawn
+
+
+def test_each_step_records_the_probability_of_the_code_it_drew(explorer):
+    frames = explorer.sample_frames(label=4, temperature=1.0, seed=3)
+    drawn = torch.as_tensor(frames.indices[-1])[None]  # (1, h, w)
+    with torch.no_grad():
+        probs = explorer.priors["learned"](drawn, torch.tensor([4])).softmax(1)[0]  # (K, h, w)
+    expected = probs.gather(0, drawn).reshape(-1).numpy()
+    assert frames.drawn_probs.shape == (H * W,) and np.allclose(frames.drawn_probs, expected)
+    assert (frames.drawn_probs <= frames.top_probs[:, 0] + 1e-6).all()
+
+
+def test_tiles_come_in_the_order_asked_and_refuse_a_code_that_does_not_exist(explorer):
+    tiles = explorer.tiles([5, 0, 5])
+    assert tiles.shape[0] == 3 and tiles.dtype == np.uint8 and np.array_equal(tiles[0], tiles[2])
+    assert np.array_equal(tiles[1], explorer.code(0).tile)
+    with pytest.raises(InputError, match="does not exist"):
+        explorer.tiles([K])
 
 
 def test_a_checkpoint_without_a_learned_prior(copy):

@@ -92,3 +92,14 @@ def test_the_training_page_polls_only_while_a_run_is_going(tmp_path):
     shared = Shared(Catalog((app.ROOT / "checkpoints",), app.ROOT), RunManager(tmp_path / "runs"))
     *_, timer = training.run_status(shared, None)
     assert timer.active is False  # no run: nothing to poll
+
+
+def test_a_code_grid_leaves_cells_without_a_code_empty():
+    """A cell below 0 (not drawn yet) is grey and blank, off the colour scale of the real codes."""
+    from pages.figures import EMPTY_CELL, code_grid
+
+    figure = code_grid([[3, 7], [-1, -1]], "half drawn").to_plotly_json()
+    heatmap, layout = figure["data"][0], figure["layout"]
+    assert heatmap["z"] == [[3, 7], [None, None]] and heatmap["text"] == [["3", "7"], ["", ""]]
+    assert layout["plot_bgcolor"] == EMPTY_CELL
+    assert layout["xaxis"]["title"]["text"] == "column" and layout["yaxis"]["title"]["text"] == "row"

@@ -17,6 +17,22 @@
       });
     });
   };
-  new MutationObserver(hook).observe(document.body, { childList: true, subtree: true });
+  // The presenter view: larger type and pictures for a projector (app.css), on when the address asks
+  // for it (?presenter) or the header's button turns it on. Plotly draws its own text, so each
+  // figure on show is told the larger base size too (and the usual one back).
+  const PLOTLY_FONT = 12, PRESENTER_FONT = 17;
+  const fitFonts = () => {
+    if (!window.Plotly) return;
+    const size = document.body.classList.contains("presenter") ? PRESENTER_FONT : PLOTLY_FONT;
+    document.querySelectorAll(".js-plotly-plot").forEach((plot) => {
+      if (!plot.layout || plot.offsetParent === null) return;  // not drawn yet, or on a hidden tab
+      if (((plot.layout.font && plot.layout.font.size) || PLOTLY_FONT) !== size) {
+        window.Plotly.relayout(plot, { "font.size": size });
+      }
+    });
+  };
+  new MutationObserver(() => { hook(); fitFonts(); }).observe(document.body, { childList: true, subtree: true });
+  new MutationObserver(fitFonts).observe(document.body, { attributes: true, attributeFilter: ["class"] });
   hook();
+  if (new URLSearchParams(window.location.search).has("presenter")) document.body.classList.add("presenter");
 }

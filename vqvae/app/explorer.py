@@ -23,7 +23,7 @@ from ..analysis import Analysis, load_analysis
 from ..comparison import priors_to_compare
 from ..errors import CheckpointError, InputError
 from ..files import ANALYSIS
-from ..images import to_uint8
+from ..images import LabelledTiles, labelled_tiles, to_uint8
 from ..metrics import bits_per_latent, perplexity, psnr_db
 from ..prior import Prior
 from .forms import whole_number
@@ -57,6 +57,7 @@ class Frames:
     indices: np.ndarray  # (h*w + 1, h, w) int64, -1 where not yet drawn
     top_codes: np.ndarray  # (h*w, 5) the most likely codes at each step
     top_probs: np.ndarray  # (h*w, 5) their probabilities
+    drawn_probs: np.ndarray  # (h*w,) the probability of the code drawn at each step
 
 
 @dataclass
@@ -72,11 +73,22 @@ class CodeInfo:
 
 
 @dataclass
+class ClassCodes:
+    """Codes that one class uses far more than the others, for a per-class picture."""
+
+    codes: list[int]  # grouped by the class they stand for
+    shares: list[list[float]]  # (codes, classes): the share of each code's held-out uses by class
+    usage: list[int]  # each code's held-out uses
+
+
+@dataclass
 class Sheet:
-    image: np.ndarray  # (rows * cell, columns * cell, C) uint8, one tile per code
+    """One page of the codebook's tiles, each with its code number under it."""
+
+    tiles: LabelledTiles  # the picture, and where each cell lies in it
     order: list[int]  # the code in each cell, row by row
-    columns: int
-    cell: int  # pixels per tile including the 1-pixel gap
+    page: int
+    pages: int
 
 
 class Explorer:
@@ -242,6 +254,11 @@ class Explorer:
         grid[grid == self.check_code(old)] = self.check_code(new)
         return grid
 
+    def changed_cells(self, before: Any, after: Any) -> list[tuple[int, int]]:
+        """The (row, col) cells where two grids differ, row by row."""
+        a, b = self.check_indices(before)[0], self.check_indices(after)[0]
+        return [(int(r), int(c)) for r, c in torch.nonzero(a != b).tolist()]
+
     # --- the codebook -------------------------------------------------------------------
 
     def code(self, code: int) -> CodeInfo:
@@ -258,6 +275,10 @@ class Explorer:
             usage_fraction=float(usage) / max(1, int(a.usage.sum())),
             usage_by_class=a.usage_by_class[:, k].tolist(),
         )
+
+    def tiles(self, codes: list[int]) -> np.ndarray:
+        """What each of `codes` paints, in the order given: (N, t, t, C) uint8."""
+        return to_uint8(self.analysis.tiles[[self.check_code(k) for k in codes]])
 
     def usage_order(self) -> list[int]:
         """Codes from most to least used on the held-out split (ties by code number)."""
@@ -283,23 +304,70 @@ class Explorer:
             return [-1] * self.num_embeddings
         return torch.where(by_class.sum(0) > 0, by_class.argmax(0), -1).tolist()
 
+    def class_specific_codes(self, per_class: int = 6) -> ClassCodes:
+        """For each class, the `per_class` codes whose held-out uses come most from it, among the
+        codes used at least as often as the median code; grouped class by class."""
+        by_class = self.analysis.usage_by_class.double()  # (classes, K)
+        usage = by_class.sum(0)
+        if by_class.shape[0] == 0 or usage.sum() == 0:
+            return ClassCodes([], [], [])
+        shares = by_class / usage.clamp_min(1)  # p(class | code)
+        busy = usage >= usage[usage > 0].median()
+        codes: list[int] = []
+        for c in range(by_class.shape[0]):
+            ranked = torch.where(busy, shares[c], -1.0).argsort(descending=True, stable=True).tolist()
+            codes += [k for k in ranked if k not in codes and busy[k]][:per_class]
+        return ClassCodes(codes, shares[:, codes].T.tolist(), usage[codes].long().tolist())
+
     def projection(self, name: str) -> np.ndarray:
         if name not in self.analysis.projections:
             raise InputError(f"no {name} projection; this checkpoint has {', '.join(self.analysis.projections)}")
         return self.analysis.projections[name].numpy()
 
-    def sheet(self, order: str = "code", columns: int = 32) -> Sheet:
-        """Every code's tile in one picture, by code number or by held-out usage."""
+    def sheet(
+        self,
+        order: str = "code",
+        columns: int = 32,
+        page: int | None = 0,
+        per_page: int | None = None,
+        chosen: int | None = None,
+        scale: int = 1,
+    ) -> Sheet:
+        """One page of every code's tile (by code number or by held-out usage), each enlarged `scale` times
+        with its number under it and `chosen` framed; page None is the page that holds `chosen`."""
+        if order not in ("code", "usage"):
+            raise InputError(f"order the codes by code or by usage, not {order!r}")
         codes = self.usage_order() if order == "usage" else list(range(self.num_embeddings))
-        tiles = to_uint8(self.analysis.tiles[codes])  # (K, t, t, C)
-        k, t, _, c = tiles.shape
-        columns = max(1, min(columns, k))
-        rows, cell = -(-k // columns), t + 1
-        canvas = np.full((rows * cell, columns * cell, c), 80, np.uint8)
-        for i, tile in enumerate(tiles):
-            top, left = (i // columns) * cell, (i % columns) * cell
-            canvas[top : top + t, left : left + t] = tile
-        return Sheet(canvas, codes, columns, cell)
+        per_page = per_page or len(codes)
+        pages = -(-len(codes) // per_page)
+        chosen = None if chosen is None else self.check_code(chosen)
+        if page is None:
+            page = 0 if chosen is None else codes.index(chosen) // per_page
+        page = whole_number(page, "a page", InputError)
+        if not 0 <= page < pages:
+            raise InputError(f"page {page + 1} does not exist; there are {pages}")
+        shown = codes[page * per_page : (page + 1) * per_page]
+        marked = shown.index(chosen) if chosen in shown else None
+        tiles = labelled_tiles(to_uint8(self.analysis.tiles[shown]), [str(k) for k in shown], columns, scale, marked)
+        return Sheet(tiles, shown, page, pages)
+
+    def telling_code(self) -> int:
+        """A code worth showing first: among the busiest quarter of the used codes, the one whose tile has
+        the most contrast (the busiest code of all is usually the background's flat black)."""
+        usage = self.analysis.usage
+        contrast = self.analysis.tiles.flatten(1).float().std(1)  # (K, C, t, t) -> (K,)
+        used = usage[usage > 0].double()
+        if len(used) == 0:
+            return int(contrast.argmax())
+        busy = usage >= used.quantile(0.75)
+        return int(torch.where(busy, contrast, -1.0).argmax())
+
+    def main_code(self, index: int) -> int:
+        """The code held-out image `index` uses most apart from the background code (that one if no other)."""
+        grid = self.analysis.indices[self._heldout_index(index)]  # (h, w)
+        counts = torch.bincount(grid.reshape(-1), minlength=self.num_embeddings)
+        counts[self.analysis.background_code] = 0
+        return int(counts.argmax()) if int(counts.max()) > 0 else self.analysis.background_code
 
     # --- priors -------------------------------------------------------------------------
 
@@ -403,8 +471,13 @@ class Explorer:
         shown = torch.where(drawn >= 0, drawn, self.analysis.background_code)
         probs = prior(grid[None], labels).softmax(1)[0]  # (K, h, w): p(z_t | z_<t) along the drawn path
         top = probs.reshape(self.num_embeddings, -1).T.topk(5, dim=1)  # (h*w, 5)
+        chosen = probs.gather(0, grid[None]).reshape(-1)  # (1, h, w) -> (h*w,)
         return Frames(
-            to_uint8(self.model.decode_indices(shown)), drawn.numpy(), top.indices.numpy(), top.values.numpy()
+            to_uint8(self.model.decode_indices(shown)),
+            drawn.numpy(),
+            top.indices.numpy(),
+            top.values.numpy(),
+            chosen.numpy(),
         )
 
 

@@ -161,6 +161,8 @@ class RunStatus:
     vqvae_history: list[dict[str, float]] = field(default_factory=list)  # "log" rows: loss, perplexity, codes_used
     prior_history: list[dict[str, float]] = field(default_factory=list)  # "log" rows: loss, bits_per_latent
     message: str = ""  # what is going on; the error on failure; a one-line summary at the end
+    with_prior: bool = False  # the run trains a prior after its VQ-VAE
+    stopped_at: tuple[str, float] | None = None  # the phase and its progress when a stop was asked
     owned_by_you: bool = False  # the asker may stop it: their owner token started it, or it was started without one
 
     @property
@@ -175,8 +177,8 @@ class RunStatus:
 class _Run:
     status: RunStatus
     process: BaseProcess
-    queue: multiprocessing.Queue
-    stop: StopEvent
+    queue: multiprocessing.Queue | None  # None once the run has ended: see _end
+    stop: StopEvent | None
     partial: Path  # where it trains: partial_folder(status.folder)
     owner: str | None  # the token of whoever started it; None: anyone may stop it
     names: dict[Path, str] = field(default_factory=dict)  # folders a visitor sees by name, not by path
@@ -244,6 +246,7 @@ class RunManager:
                 target=run_job, args=(job, queue, stop), name=f"vqvae-run-{settings.name}", daemon=True
             )
             status = RunStatus("running", settings.name, folder, "vqvae", message="starting the training process")
+            status.with_prior = plan.prior_train is not None
             try:
                 process.start()
             except BaseException:
@@ -277,6 +280,8 @@ class RunManager:
 
     def _stop(self, run: _Run, force: bool) -> None:
         run.stop.set()
+        if run.status.state != "stopping":
+            run.status.stopped_at = (run.status.phase, run.status.progress)
         run.status.state = "stopping"
         if force:
             run.forced = True
@@ -392,3 +397,6 @@ def _end(run: _Run, state: str, message: str) -> None:
     log.log(level, "training run %s %s: %s", run.status.name, state, message)
     run.process.join(timeout=0)  # reaps the child if it has exited
     run.queue.close()
+    # Each holds named semaphores, released when it is collected: dropped now, not at the app's exit
+    # (a server ended by a signal never gets there, and the system keeps them).
+    run.queue = run.stop = None
