@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gradio as gr
 
-from vqvae.images import enlarge, labelled_tiles, tile_at
+from vqvae.images import enlarge, labelled_tiles
 
 from .common import (
     MODEL,
     Shared,
     callback,
+    clickable_codes,
+    code_clicked,
     display_scale,
     explain,
     inline_image,
@@ -71,7 +73,7 @@ def code_details(shared: Shared, choice: str, code: float | None) -> tuple:
     if code is None:  # the box is empty while someone types
         return (gr.skip(),) * 5
     explorer = shared.explorer(choice)
-    info = explorer.code(explorer.check_code(code))
+    info = explorer.code(code)
     names = explorer.class_names
     shares = ", ".join(f"{names[c]}: {n}" for c, n in enumerate(info.usage_by_class) if n > 0 and c < len(names))
     text = (
@@ -91,16 +93,7 @@ def code_details(shared: Shared, choice: str, code: float | None) -> tuple:
     strip = labelled_tiles(
         info.nearest_tiles, [str(k) for k in info.nearest], NEAREST_COLUMNS, scale_at_least(side, PATCH_PIXELS)
     )
-    layout = {"codes": info.nearest, "columns": strip.columns, "width": strip.width, "height": strip.height}
-    return text, tile, exemplars, picture_file(strip.image), layout
-
-
-def pick_nearest(shared: Shared, layout: dict | None, evt: gr.SelectData) -> int:
-    """A click on one of the nearest codes makes it the selected code."""
-    if not layout:
-        return gr.skip()
-    slot = tile_at(*evt.index, layout["columns"], layout["width"], layout["height"], len(layout["codes"]))
-    return gr.skip() if slot is None else layout["codes"][slot]
+    return text, tile, exemplars, picture_file(strip.image), clickable_codes(strip, info.nearest)
 
 
 def build(shared: Shared) -> None:
@@ -151,6 +144,6 @@ def build(shared: Shared) -> None:
         concurrency_id=MODEL,
         trigger_mode="always_last",
     ).success(draw, figure_inputs, plot, **private)
-    nearest.select(callback(pick_nearest, shared), layout, code, **private).success(
+    nearest.select(callback(code_clicked, shared), layout, code, **private).success(
         describe, [picker, code], details_outputs, **private
     ).success(draw, figure_inputs, plot, **private)

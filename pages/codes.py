@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import gradio as gr
 
-from vqvae.images import tile_at
-
-from .common import MODEL, Shared, callback, explain, inline_image, picture_file, scale_at_least
+from .common import (
+    MODEL,
+    Shared,
+    callback,
+    clickable_codes,
+    code_clicked,
+    explain,
+    inline_image,
+    picture_file,
+    scale_at_least,
+)
 from .figures import code_grid
 
 TEXT = r"""
@@ -51,7 +59,7 @@ def _sheet(shared: Shared, choice: str, order: str, page: int | None, code: floa
     scale = scale_at_least(explorer.analysis.tiles.shape[-1], TILE_PIXELS)
     sheet = explorer.sheet(ORDERS.get(order, order), SHEET_COLUMNS, page, SHEET_PAGE, code, scale)
     tiles = sheet.tiles
-    layout = {"codes": sheet.order, "columns": tiles.columns, "width": tiles.width, "height": tiles.height}
+    layout = clickable_codes(tiles, sheet.order)
     chosen = "" if code is None else f"**code {int(code)}** chosen ({explorer.code(code).usage} held-out uses). "
     shown = f"{chosen}Click a tile to choose another; page {sheet.page + 1} of {sheet.pages}."
     pages = gr.Radio(
@@ -69,14 +77,6 @@ def _page_names(order: str, k: int) -> list[tuple[str, int]]:
         (f"{start + first}–{min(start + SHEET_PAGE, k) - 1 + first}", page)
         for page, start in enumerate(range(0, k, SHEET_PAGE))
     ]
-
-
-def pick_tile(shared: Shared, layout: dict | None, evt: gr.SelectData) -> int:
-    """A click on the sheet (x, y in the picture's pixels) -> the code of the tile under it."""
-    if not layout:
-        return gr.skip()
-    slot = tile_at(*evt.index, layout["columns"], layout["width"], layout["height"], len(layout["codes"]))
-    return gr.skip() if slot is None else layout["codes"][slot]
 
 
 def show_fields(mode: str) -> tuple:
@@ -179,6 +179,6 @@ def build(shared: Shared) -> None:
     new.input(draw, [picker, order, new], sheet_outputs, trigger_mode="always_last", **private).success(
         decode, inputs, context_outputs, **private
     )
-    sheet.select(callback(pick_tile, shared), layout, new, **private).success(
+    sheet.select(callback(code_clicked, shared), layout, new, **private).success(
         draw, [picker, order, new], sheet_outputs, **private
     ).success(decode, inputs, context_outputs, **private)

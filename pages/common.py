@@ -24,7 +24,7 @@ import numpy as np
 from vqvae.app.catalog import Catalog
 from vqvae.app.runs import RunManager
 from vqvae.errors import VQVAEError
-from vqvae.images import enlarge, mosaic, png_bytes
+from vqvae.images import LabelledTiles, enlarge, mosaic, png_bytes, tile_at
 
 if TYPE_CHECKING:
     from vqvae.app.explorer import Explorer
@@ -176,17 +176,19 @@ def show_many(images: np.ndarray, columns: int, pixels: int = 96) -> np.ndarray:
     return enlarge(tiled(images, columns), max(1, pixels // max(images.shape[1:3])))
 
 
-def slot_at(x: float, y: float, side: int, columns: int, pixels: int) -> int:
-    """Which image of a show_many mosaic (images `side` pixels wide) a click at (x, y) landed on."""
-    scale = max(1, pixels // side)
-    return int(y / scale - 1) // (side + 1) * columns + int(x / scale - 1) // (side + 1)
+def clickable_codes(tiles: LabelledTiles, codes: list[int]) -> dict:
+    """What a click on a picture of labelled code tiles needs to find its code, kept in a gr.State."""
+    return {"codes": list(codes), "columns": tiles.columns, "width": tiles.width, "height": tiles.height}
+
+
+def code_clicked(shared: Shared, layout: dict | None, evt: gr.SelectData) -> int:
+    """A click on a picture of labelled code tiles (x, y in its pixels) -> the code of the tile under it."""
+    if not layout:
+        return gr.skip()
+    slot = tile_at(*evt.index, layout["columns"], layout["width"], layout["height"], len(layout["codes"]))
+    return gr.skip() if slot is None else layout["codes"][slot]
 
 
 def explain(text: str) -> gr.Markdown:
     """A short note for students under a page's title."""
     return gr.Markdown(text, elem_classes=["explain"], latex_delimiters=[{"left": "$", "right": "$", "display": False}])
-
-
-def heldout_range(shared: Shared, choice: str) -> gr.Slider:
-    """A held-out image slider fitted to the chosen checkpoint's split."""
-    return gr.Slider(maximum=shared.explorer(choice).heldout_count - 1)

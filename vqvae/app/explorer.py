@@ -78,7 +78,6 @@ class ClassCodes:
 
     codes: list[int]  # grouped by the class they stand for
     shares: list[list[float]]  # (codes, classes): the share of each code's held-out uses by class
-    usage: list[int]  # each code's held-out uses
 
 
 @dataclass
@@ -310,14 +309,14 @@ class Explorer:
         by_class = self.analysis.usage_by_class.double()  # (classes, K)
         usage = by_class.sum(0)
         if by_class.shape[0] == 0 or usage.sum() == 0:
-            return ClassCodes([], [], [])
+            return ClassCodes([], [])
         shares = by_class / usage.clamp_min(1)  # p(class | code)
         busy = usage >= usage[usage > 0].median()
         codes: list[int] = []
         for c in range(by_class.shape[0]):
             ranked = torch.where(busy, shares[c], -1.0).argsort(descending=True, stable=True).tolist()
             codes += [k for k in ranked if k not in codes and busy[k]][:per_class]
-        return ClassCodes(codes, shares[:, codes].T.tolist(), usage[codes].long().tolist())
+        return ClassCodes(codes, shares[:, codes].T.tolist())
 
     def projection(self, name: str) -> np.ndarray:
         if name not in self.analysis.projections:
