@@ -243,7 +243,8 @@ def main() -> None:
         "--data-root",
         type=Path,
         default=DATA_ROOT,
-        help=f"the folder runs may read folder:, idx: and npz: sources from [default: {DATA_ROOT.relative_to(ROOT)}]",
+        help="the folder runs may read folder:, idx:, npz: and cifar10: sources from "
+        f"[default: {DATA_ROOT.relative_to(ROOT)}]",
     )
     args = parser.parse_args()
     try:

@@ -53,6 +53,7 @@ def open_atlas(shared: Shared, choice: str) -> tuple:
         gr.Radio(choices=options, value=options[0][1]),
         gr.Markdown(why, visible=bool(why)),
         gr.Number(value=explorer.telling_code(), maximum=last, label=f"code number (0 to {last})"),
+        choice,
     )
 
 
@@ -121,6 +122,7 @@ def build(shared: Shared) -> None:
                 show_label=False, format="png", interactive=False, elem_id="atlas-nearest", buttons=[], height="auto"
             )
             layout = gr.State(None)
+    opened = gr.State(None)  # the checkpoint the page's inputs were last fitted to
 
     figure_inputs = [picker, projection, colour_by, code]
     draw = callback(atlas_figure, shared)
@@ -128,10 +130,12 @@ def build(shared: Shared) -> None:
     details_outputs = [details, tile, exemplars, nearest, layout]
     private = {"api_visibility": "private", "concurrency_id": MODEL}
     # Each path below runs once per change: the page listens to what a person does (input, select), and a
-    # checkpoint's own values set on open are followed by an explicit chain, so no two paths race.
-    shared.on_checkpoint(callback(open_atlas, shared), picker, [projection, why, code]).success(
-        describe, [picker, code], details_outputs, **private
-    ).success(draw, figure_inputs, plot, **private)
+    # checkpoint's own values set on open are followed by an explicit chain, so no two paths race. The chain
+    # reads the checkpoint its inputs were fitted to (`opened`, set with them), not the picker: picked again
+    # while the chain runs, the picker would pair the new checkpoint with the old one's projection or code.
+    shared.on_checkpoint(callback(open_atlas, shared), picker, [projection, why, code, opened]).success(
+        describe, [opened, code], details_outputs, **private
+    ).success(draw, [opened, projection, colour_by, code], plot, **private)
     projection.input(draw, figure_inputs, plot, api_name="atlas", concurrency_id=MODEL)
     colour_by.input(draw, figure_inputs, plot, **private)
     # a typed code, or a point clicked (pages/static/app.js types it in); a refused one shows its message

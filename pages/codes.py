@@ -42,6 +42,7 @@ def fit_inputs(shared: Shared, choice: str) -> tuple:
         gr.Number(value=h // 2, maximum=h - 1),  # the grid beside them numbers its rows and columns
         gr.Number(value=w // 2, maximum=w - 1),
         gr.Slider(value=0, maximum=explorer.heldout_count - 1),
+        choice,
     )
 
 
@@ -170,9 +171,12 @@ def build(shared: Shared) -> None:
         trigger_mode="always_last",
     )
     order.input(draw, [picker, order, new], sheet_outputs, api_name="codebook_sheet", concurrency_id=MODEL)
-    shared.on_checkpoint(callback(fit_inputs, shared), picker, [new, old, row, col, index]).success(
-        draw, [picker, order, new], sheet_outputs, **private
-    ).success(decode, inputs, context_outputs, **private)
+    # the chain reads the checkpoint the inputs were fitted to (`opened`, set with them), not the picker, which
+    # another pick could change before the chain ends (pairing the new checkpoint with the old one's codes)
+    opened = gr.State(None)
+    shared.on_checkpoint(callback(fit_inputs, shared), picker, [new, old, row, col, index, opened]).success(
+        draw, [opened, order, new], sheet_outputs, **private
+    ).success(decode, [opened, *inputs[1:]], context_outputs, **private)
     pages.input(callback(turn_page, shared), [picker, order, pages, new], sheet_outputs, **private)
     mode.input(show_fields, mode, [every, one], api_visibility="private", show_progress="hidden")
     # a new code is framed on the sheet, then put in; a refused one says so once and changes nothing

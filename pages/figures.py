@@ -7,6 +7,7 @@ dicts are fixed here, and the browser draws the same.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,11 @@ CLASS_SYMBOLS = [
     "pentagon", "hexagon", "star", "hourglass", "cross",
 ]  # fmt: skip
 UNUSED_COLOUR = "#bbbbbb"
+LEGEND_LINE = 18  # characters of a legend entry to a line: a longer class name wraps
+# The atlas's legend column, as a share of the figure's width: enough for "class 9" and its marker,
+# widened for the longest line of longer names (about 7 px a character at its font, in a figure about
+# 700 px wide at 1440 px) up to a limit
+LEGEND_SHARE, MAX_LEGEND_SHARE, LEGEND_PIXELS, FIGURE_PIXELS = 0.16, 0.3, (40, 7.5), 700
 AXES_NOTE = {  # under the atlas: what its axes mean
     "UMAP": "UMAP axes have no units: only which codes lie near each other means something",
     "PCA": "PCA axes: the codebook's two directions of largest spread, with no units to read off",
@@ -121,7 +127,7 @@ def usage_by_class(shares: Sequence[Sequence[float]], codes: Sequence[int], clas
         title="The codes each class leans on: who uses each code",
         xaxis={"type": "category", "title": {"text": "code number (grouped by the class using it most)"},
                "tickangle": -90, "tickfont": {"size": 11}},
-        yaxis={"type": "category", "title": {"text": "class"}, "autorange": "reversed"},
+        yaxis={"type": "category", "title": {"text": "class"}, "autorange": "reversed", "automargin": True},
         margin=dict(l=60, r=10, t=50, b=80),
         height=380,
         plot_bgcolor="#ffffff",
@@ -194,12 +200,14 @@ def atlas(
             name = "alive" if usage[code] > 0 else "dead"
         groups.setdefault(name, []).append(code)
     ordered = _in_legend_order(groups, class_names)
-    points = [_atlas_group(name, codes, xy, usage, peak, class_names) for name, codes in ordered]
+    styles = _group_styles(class_names)
+    points = [_atlas_group(name, codes, xy, usage, peak, styles[name]) for name, codes in ordered]
+    side = _legend_share([name for name, _ in ordered])
     notes = [
         dict(xref="paper", yref="paper", x=0, y=-0.09, xanchor="left", yanchor="top", showarrow=False,
              text=AXES_NOTE.get(projection, f"{projection} axes have no units"),
              font={"size": 13, "color": "#555555"}),
-        dict(xref="paper", yref="paper", x=0.84, y=0.36, xanchor="left", yanchor="bottom", showarrow=False,
+        dict(xref="paper", yref="paper", x=1 - side, y=0.36, xanchor="left", yanchor="bottom", showarrow=False,
              align="left", text="<b>point size</b>:<br>held-out uses", font={"size": 13}),
     ]  # fmt: skip
     if selected is not None:
@@ -220,18 +228,36 @@ def atlas(
         title=f"The {len(usage)} codes of the codebook in two dimensions ({projection})",
         margin=dict(l=40, r=10, t=50, b=70),
         height=600,
-        legend={"itemsizing": "constant", "x": 0.84, "xanchor": "left", "y": 1, "yanchor": "top",
+        legend={"itemsizing": "constant", "x": 1 - side, "xanchor": "left", "y": 1, "yanchor": "top",
                 "title": {"text": "dominant class" if colour_by == "class" else "held-out use"},
                 "font": {"size": 13}},
         clickmode="event",
         hovermode="closest",
         annotations=notes,
         plot_bgcolor="#ffffff",
-        xaxis=axis | {"domain": [0, 0.8], "title": {"text": f"{projection} 1"}},
+        xaxis=axis | {"domain": [0, 0.96 - side], "title": {"text": f"{projection} 1"}},
         yaxis=axis | {"title": {"text": f"{projection} 2"}},
-        xaxis2=hidden | {"domain": [0.84, 1], "anchor": "y2", "range": [-0.5, 3]},
+        xaxis2=hidden | {"domain": [1 - side, 1], "anchor": "y2", "range": [-0.5, 3]},
         yaxis2=hidden | {"domain": [0.02, 0.34], "anchor": "x2", "range": [-0.6, 2.6]},
     )  # fmt: skip
+
+
+def legend_lines(name: str, width: int = LEGEND_LINE) -> list[str]:
+    """A legend entry broken into lines of at most `width` characters, at spaces (a longer word keeps its line)."""
+    lines: list[str] = []
+    for word in name.split(" "):
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return lines
+
+
+def _legend_share(names: Sequence[str]) -> float:
+    """The share of the atlas's width its legend column takes: its longest line (and marker) fits."""
+    longest = max((len(line) for name in names for line in legend_lines(name)), default=0)
+    marker, per_character = LEGEND_PIXELS
+    return min(MAX_LEGEND_SHARE, max(LEGEND_SHARE, (marker + per_character * longest) / FIGURE_PIXELS))
 
 
 def _marker_size(uses: float, peak: float) -> float:
@@ -240,15 +266,15 @@ def _marker_size(uses: float, peak: float) -> float:
 
 
 def _atlas_group(
-    name: str, codes: list[int], xy: Sequence[Sequence[float]], usage: Sequence[int], peak: int, classes: Sequence[str]
+    name: str, codes: list[int], xy: Sequence[Sequence[float]], usage: Sequence[int], peak: int, style: tuple[str, str]
 ) -> dict[str, Any]:
-    colour, symbol = _group_style(name, classes)
+    colour, symbol = style
     return dict(
         type="scatter",
         x=[xy[k][0] for k in codes],
         y=[xy[k][1] for k in codes],
         mode="markers",
-        name=name,
+        name="<br>".join(html.escape(line) for line in legend_lines(name)),  # Plotly reads names as HTML
         customdata=codes,
         marker={
             "size": [_marker_size(usage[k], peak) for k in codes],
@@ -258,7 +284,7 @@ def _atlas_group(
             "line": {"width": 0.6, "color": "#333333"},
         },
         text=[f"{usage[k]} held-out uses" for k in codes],
-        hovertemplate=f"code %{{customdata}} ({name})<br>%{{text}}<extra></extra>",
+        hovertemplate=f"code %{{customdata}} ({html.escape(name)})<br>%{{text}}<extra></extra>",
     )
 
 
@@ -288,11 +314,9 @@ def _in_legend_order(groups: dict[str, list[int]], class_names: Sequence[str]) -
     return [(name, groups[name]) for name in order if name in groups]
 
 
-def _group_style(name: str, class_names: Sequence[str]) -> tuple[str, str]:
-    """The colour and marker shape of one group of points."""
-    if name == "unused":
-        return UNUSED_COLOUR, "circle-open"
-    if name in ("alive", "dead"):
-        return ("#0072B2", "circle") if name == "alive" else ("#D55E00", "x")
-    index = list(class_names).index(name.removeprefix("class "))
-    return CLASS_COLOURS[index % len(CLASS_COLOURS)], CLASS_SYMBOLS[index % len(CLASS_SYMBOLS)]
+def _group_styles(class_names: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """The colour and marker shape of each group of points: each class's by its place in the list."""
+    styles = {"unused": (UNUSED_COLOUR, "circle-open"), "alive": ("#0072B2", "circle"), "dead": ("#D55E00", "x")}
+    for index, name in enumerate(class_names):
+        styles[f"class {name}"] = CLASS_COLOURS[index % len(CLASS_COLOURS)], CLASS_SYMBOLS[index % len(CLASS_SYMBOLS)]
+    return styles

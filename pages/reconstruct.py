@@ -19,6 +19,14 @@ if TYPE_CHECKING:
 GRID_TITLE = "code numbers"
 UPLOAD_TYPES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
 SKETCHES_KEPT = 32  # drawings sent, not yet submitted, kept at once (each a few KB, at most 256 KiB a layer)
+BRUSH_SIZE = 18  # pixels of the 280-pixel canvas: a stroke as thick as MNIST's
+# A grey model's drawing is black on white (inverted as it is fitted); a colour model's may use any colour.
+BLACK_ONLY = {"colors": ["#000000"], "color_mode": "fixed"}
+PAINTS = {
+    "colors": ["#000000", "#d62728", "#ff7f0e", "#ffd700", "#2ca02c", "#1f77b4", "#9467bd", "#8c564b"],
+    "default_color": "#d62728",
+    "color_mode": "defaults",  # these, and a colour picker for any other
+}
 TEXT = r"""
 The encoder turns the image into a grid of vectors $z_e$; each is replaced by its nearest
 codebook vector, $k = \arg\min_j \lVert z_e - e_j \rVert_2$, so the image becomes the grid of
@@ -83,16 +91,33 @@ def edit_code(shared: Shared, choice: str, state: dict | None, row: float, col: 
     return _result(decoded, state["reference"], (int(row), int(col)))
 
 
-def limits(shared: Shared, choice: str) -> tuple:
-    """The held-out slider and the edit boxes fitted to the chosen checkpoint: its split, grid and K."""
+def limits(shared: Shared, choice: str, index: float | None = 0) -> tuple:
+    """The inputs fitted to the chosen checkpoint: the held-out slider (kept where it was, if this split has
+    that image) and the edit boxes to its split, grid and K; the words to what its pictures are (digits or
+    images); the brush to its channels; and the checkpoint they were fitted to."""
     explorer = shared.explorer(choice)
     h, w = explorer.latent_shape
+    fitting = explorer.fitting
+    last = explorer.heldout_count - 1
     return (
-        gr.Slider(maximum=explorer.heldout_count - 1),
+        gr.Slider(value=min(int(index or 0), last), maximum=last),
         gr.Number(maximum=h - 1),
         gr.Number(maximum=w - 1),
         gr.Number(maximum=explorer.num_embeddings - 1, label=f"code number (0 to {explorer.num_embeddings - 1})"),
+        gr.Tab(label=f"Held-out {fitting.noun}"),
+        sketch_caption(fitting.a_noun, fitting.channels == 3),
+        gr.Sketchpad(brush=brush(fitting.channels == 3)),
+        choice,
     )
+
+
+def sketch_caption(a_noun: str, colour: bool) -> str:
+    pick = "Pick the brush and a colour" if colour else "Pick the brush"
+    return f"{pick}, draw {a_noun}, press **Reconstruct drawing**."
+
+
+def brush(colour: bool) -> gr.Brush:
+    return gr.Brush(default_size=BRUSH_SIZE, **(PAINTS if colour else BLACK_ONLY))
 
 
 def build(shared: Shared) -> None:
@@ -101,28 +126,39 @@ def build(shared: Shared) -> None:
     state = gr.State(None)
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=280, elem_id="reconstruct-inputs"):
-            with gr.Tab("Held-out digit"):
-                index = gr.Slider(0, 499, value=0, step=1, label="held-out image", elem_id="heldout-index")
-                heldout_button = gr.Button("Reconstruct", variant="primary", elem_id="reconstruct-heldout")
-            with gr.Tab("Upload"):
-                # a file, not gr.Image: the upload is decoded by vqvae.app.inputs (restricted formats, size caps)
-                upload = gr.File(label="an image file", file_types=list(UPLOAD_TYPES), type="filepath", height=140)
-                upload_button = gr.Button("Reconstruct upload", elem_id="reconstruct-upload")
-            with gr.Tab("Draw"):
-                gr.Markdown("Pick the brush, draw a digit, press **Reconstruct drawing**.", elem_classes=["caption"])
-                sketch = gr.Sketchpad(
-                    type="numpy",
-                    show_label=False,
-                    canvas_size=(280, 280),
-                    fixed_canvas=True,
-                    layers=False,
-                    transforms=(),
-                    brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"),
-                    height=320,
-                    elem_id="sketch",
-                )
-                sketch.blob_storage = RecentOnly(SKETCHES_KEPT)  # see pages/guards.py
-                sketch_button = gr.Button("Reconstruct drawing", elem_id="reconstruct-drawing")
+            # the three tabs always in sight, never folded into a menu (the held-out tab's label follows the
+            # checkpoint; a longer one, or the presenter view's larger type, wraps to a second row)
+            with gr.Tabs(overflow_behavior="wrap"):
+                with gr.Tab("Held-out image", elem_id="heldout-tab") as heldout_tab:
+                    index = gr.Slider(0, 499, value=0, step=1, label="held-out image", elem_id="heldout-index")
+                    heldout_button = gr.Button("Reconstruct", variant="primary", elem_id="reconstruct-heldout")
+                with gr.Tab("Upload"):
+                    # a file, not gr.Image: the upload is decoded by vqvae.app.inputs (restricted formats, size caps)
+                    upload = gr.File(
+                        label="an image file",
+                        file_types=list(UPLOAD_TYPES),
+                        type="filepath",
+                        height=140,
+                        elem_id="upload",
+                    )
+                    upload_button = gr.Button("Reconstruct upload", elem_id="reconstruct-upload")
+                with gr.Tab("Draw"):
+                    caption = gr.Markdown(
+                        sketch_caption("an image", False), elem_classes=["caption"], elem_id="sketch-caption"
+                    )
+                    sketch = gr.Sketchpad(
+                        type="numpy",
+                        show_label=False,
+                        canvas_size=(280, 280),
+                        fixed_canvas=True,
+                        layers=False,
+                        transforms=(),
+                        brush=brush(False),
+                        height=320,
+                        elem_id="sketch",
+                    )
+                    sketch.blob_storage = RecentOnly(SKETCHES_KEPT)  # see pages/guards.py
+                    sketch_button = gr.Button("Reconstruct drawing", elem_id="reconstruct-drawing")
         with gr.Column(scale=1, min_width=240):
             source = gr.Markdown(elem_classes=["caption"], elem_id="source")
             original = gr.HTML(elem_id="input-image")
@@ -188,6 +224,10 @@ def build(shared: Shared) -> None:
         concurrency_id=MODEL,
     )
     # on open and on another checkpoint: fit the inputs to it, then show the current held-out image
-    shared.on_checkpoint(callback(limits, shared), picker, [index, row, col, code]).then(
-        heldout, [picker, index], outputs, api_visibility="private", concurrency_id=MODEL
+    # the chain reads the checkpoint the inputs were fitted to (`opened`, set with them), not the picker, which
+    # another pick could change before the chain ends (pairing the new checkpoint with the old one's index)
+    opened = gr.State(None)
+    fitted = [index, row, col, code, heldout_tab, caption, sketch, opened]
+    shared.on_checkpoint(callback(limits, shared), [picker, index], fitted).then(
+        heldout, [opened, index], outputs, api_visibility="private", concurrency_id=MODEL
     )

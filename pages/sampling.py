@@ -25,8 +25,8 @@ The VQ-VAE is trained with a **uniform** prior over the $K$ codes: $\log_2 K$ bi
 Drawing every code uniformly and decoding gives noise-like patches. The **unigram** prior draws each
 code by how often it is used, still independently. The **learned** prior is a gated PixelCNN that
 predicts each code from the codes above and to its left (and the class),
-$p(z) = \prod_t p(z_t \mid z_{<t}, y)$, so its samples are digits. Same seed for all three; the
-samples follow the settings as you change them.
+$p(z) = \prod_t p(z_t \mid z_{{<t}}, y)$, so its samples look like real {nouns}. Same seed for all three;
+the samples follow the settings as you change them.
 """
 STEPS_TEXT = """
 One grid drawn by the learned prior with the class, temperature and seed above, in raster order:
@@ -159,10 +159,13 @@ def _player(explorer: Explorer, frames: Frames, title: str) -> dict[str, Any]:
 
 
 def open_checkpoint(shared: Shared, choice: str, temperature: float, n: float, seed: float) -> tuple:
-    """The page for a checkpoint just picked (or opened): its classes, samples at the current
-    settings, and the step-by-step player ready at step 0 (its button only where there is a learned prior)."""
-    learned = "learned" in shared.explorer(choice).priors
+    """The page for a checkpoint just picked (or opened): what its samples should look like, its classes,
+    samples at the current settings, and the step-by-step player ready at step 0 (its button only where
+    there is a learned prior)."""
+    explorer = shared.explorer(choice)
+    learned = "learned" in explorer.priors
     return (
+        TEXT.format(nouns=explorer.fitting.nouns),
         class_choices(shared, choice),
         gr.Button(interactive=learned),
         *sample_priors(shared, choice, ANY_CLASS, temperature, n, seed),
@@ -180,7 +183,7 @@ def redraw(shared: Shared, choice: str, label: str, temperature: float, n: float
 
 def build(shared: Shared) -> None:
     picker = shared.picker
-    explain(TEXT)
+    text = explain(TEXT.format(nouns="images"))
     with gr.Row():
         label = gr.Dropdown(
             [ANY_CLASS],
@@ -214,7 +217,7 @@ def build(shared: Shared) -> None:
         elem_id="step-player",
     )
 
-    opened = [label, steps_button, *pictures, table, player]
+    opened = [text, label, steps_button, *pictures, table, player]
     shared.on_checkpoint(callback(open_checkpoint, shared), [picker, temperature, n, seed], opened)
     inputs = [picker, label, temperature, n, seed]
     follow = [label.input, temperature.release, n.release, seed.submit, seed.blur]

@@ -25,7 +25,7 @@ your own, run the app on your machine (`pip install -r requirements.txt && pytho
 whoever serves this demo for its login.
 """
 
-DATA_SOURCES = ["mnist5k", "digits", "fashion-mnist"]
+DATA_SOURCES = ["mnist5k", "digits", "fashion-mnist", "emoji"]
 POLL_SECONDS = 1.0
 
 

@@ -67,14 +67,16 @@ _LABEL_CHECK = """
 
 
 class Console:
-    """Keeps the warnings and errors a page writes to the console, less two kinds that are not the
+    """Keeps the warnings and errors a page writes to the console, less three kinds that are not the
     app's: Gradio's drawing canvas (gr.Sketchpad) calls PixiJS functions that PixiJS 8 marks
-    deprecated, and PixiJS says so once each, in a collapsed group of its own; and headless
-    Chromium's software WebGL notes that reading the canvas back stalls its (emulated) GPU.
-    Anything else counts."""
+    deprecated, and PixiJS says so once each, in a collapsed group of its own; headless
+    Chromium's software WebGL notes that reading the canvas back stalls its (emulated) GPU; and
+    Gradio's file upload closes its upload-progress stream with a close() that Gradio's own client
+    leaves unimplemented, which warns so (word for word below). Anything else counts."""
 
     THIRD_PARTY = "PixiJS Deprecation Warning"
     SOFTWARE_GL = re.compile(r"^\[\.WebGL-[0-9a-fx]+\]GL Driver Message \(OpenGL, Performance")
+    UPLOAD_STREAM = "Method not implemented."
 
     def __init__(self, kept: list[str]):
         self.kept = kept
@@ -85,6 +87,8 @@ class Console:
             self.skipping = True
         elif message.type == "endGroup":
             self.skipping = False
+        elif message.type == "warning" and message.text == self.UPLOAD_STREAM:
+            pass
         elif message.type in ("warning", "error") and not self.skipping and not self.SOFTWARE_GL.match(message.text):
             self.kept.append(f"{message.type}: {message.text}")
 
@@ -107,6 +111,12 @@ def open_page(browser, url: str, query: str = ""):
 
 def open_tab(page, name: str) -> None:
     page.get_by_role("tab", name=name, exact=True).click()
+
+
+def choose(page, elem_id: str, option: str) -> None:
+    """Pick an option of a Gradio dropdown as a person would: open it, click the option."""
+    page.locator(f"#{elem_id} input").click()
+    page.locator(f"[role=option]:has-text({option!r})").first.click()
 
 
 def no_error_toast(page) -> None:

@@ -71,3 +71,22 @@ def bare_checkpoint(app_server):
     train = dataclasses.replace(chosen.train, steps=30, minutes=None)
     run(Job(app_server.runs_dir / "no-prior", vqvae=chosen.vqvae, train=train, with_umap=False))
     return "runs/no-prior"
+
+
+@pytest.fixture(scope="session")
+def colour_run(tmp_path_factory):
+    """A tiny 3-channel checkpoint on patches of two colour photographs, with long class names, a learned
+    prior, its classifier and a PCA analysis (tests/colour_checkpoint.py): its folder."""
+    from tests.colour_checkpoint import train_colour, write_patches
+
+    root = tmp_path_factory.mktemp("colour")
+    return train_colour(root / "colour", write_patches(root / "patches"))
+
+
+@pytest.fixture(scope="session")
+def colour_checkpoint(app_server, colour_run):
+    """The colour checkpoint in the app's picker, as runs/colour."""
+    import shutil
+
+    shutil.copytree(colour_run, app_server.runs_dir / "colour")
+    return "runs/colour"

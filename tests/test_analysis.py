@@ -67,14 +67,14 @@ def copy(folder, tmp_path):
 
 
 def window(image: torch.Tensor, row: int, col: int, cell: int) -> torch.Tensor:
-    """The 3x3 block of latent cells centred on (row, col) of image (C, H, W), zero outside the image."""
+    """The 3x3 block of latent cells centred on (row, col) of image (C, H, W); outside the image, the
+    nearest edge pixel."""
     c, height, width = image.shape
     out = torch.zeros(c, 3 * cell, 3 * cell, dtype=image.dtype)
     top, left = (row - 1) * cell, (col - 1) * cell
     for y in range(3 * cell):
         for x in range(3 * cell):
-            if 0 <= top + y < height and 0 <= left + x < width:
-                out[:, y, x] = image[:, top + y, left + x]
+            out[:, y, x] = image[:, min(max(top + y, 0), height - 1), min(max(left + x, 0), width - 1)]
     return out
 
 

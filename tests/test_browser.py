@@ -220,8 +220,9 @@ def test_a_stopped_run_says_where_it_stopped(page, app_server):
     fill_run(page, "halted-run", "2")
     page.click("#start-run")
     page.wait_for_selector("#run-status :text('vqvae phase, step')", timeout=60_000)
-    page.wait_for_function(
-        "() => { const p = document.querySelector('#run-progress progress'); return p && +p.value > 0; }"
+    page.wait_for_function(  # the run's first steps: on a busy machine they may take a while
+        "() => { const p = document.querySelector('#run-progress progress'); return p && +p.value > 0; }",
+        timeout=90_000,
     )
     page.click("#stop-run")
     page.wait_for_selector("#run-message :text('stopping')")

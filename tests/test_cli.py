@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -29,6 +30,20 @@ def test_train_resume_and_evaluate_json(tmp_path):
     assert metrics["codes_used"] + metrics["dead_codes"] == metrics["num_embeddings"] == 32
     assert metrics["bits_per_image_uniform"] == 4 * 4 * 5
     assert json.loads((out / "metrics.json").read_text()) == metrics
+
+
+def test_a_length_given_on_resume_replaces_the_length_the_run_had(tmp_path):
+    """A run that ended on its minutes, resumed with --steps, trains to those steps; so does its prior."""
+
+    def saved_at(result) -> int:
+        return int(re.search(r"at step (\d+)", result.stdout).group(1))
+
+    out = tmp_path / "run"
+    first = saved_at(run("train", "--preset", "digits-tiny", "--out", str(out), "--minutes", "0.01", "--no-eval"))
+    resumed = run("train", "--out", str(out), "--resume", "--steps", str(first + 10), "--no-eval")
+    assert saved_at(resumed) == first + 10
+    first = saved_at(run("train-prior", str(out), "--minutes", "0.01"))
+    assert saved_at(run("train-prior", str(out), "--resume", "--steps", str(first + 10))) == first + 10
 
 
 def test_bad_settings_give_a_clear_message(tmp_path):

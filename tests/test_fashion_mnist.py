@@ -1,9 +1,12 @@
 """`--data fashion-mnist`: Zalando's images as Debian's dataset-fashion-mnist installs them (scripts/test.sh
 installs it), in their own split, with their class names; a missing or broken install is one clear line."""
 
+import json
+
 import numpy as np
 import pytest
 
+from tests.test_cli import run
 from tests.test_data import write_idx
 from vqvae import sources
 from vqvae.app.exposure import allowed_source
@@ -59,3 +62,10 @@ def test_an_install_without_its_test_files_or_with_foreign_labels_is_refused(mon
 
 def test_a_run_from_the_app_may_train_on_it(tmp_path):
     assert allowed_source("fashion-mnist", tmp_path, None) == "fashion-mnist"
+
+
+def test_the_fashion_preset_trains_on_the_installed_images(tmp_path):
+    run("train", "--preset", "fashion", "--out", str(tmp_path / "run"), "--steps", "3", "--no-eval")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train"]["data"] == "fashion-mnist" and config["train"]["augment_shift"] == 0
+    assert config["extra"]["class_names"] == FASHION_CLASSES and config["extra"]["train_images"] == 60_000

@@ -8,11 +8,12 @@ import pytest
 from PIL import Image
 
 from vqvae.app import inputs
-from vqvae.app.inputs import fit_image, from_array, read_image, to_rgb
+from vqvae.app.inputs import DIGIT_NAMES, Fitting, fit_image, fitting_for, from_array, read_image, to_rgb
 from vqvae.bench.refusals import bomb_files, png_chunk
 from vqvae.errors import DataError
 
 RED, GREEN, BLUE, WHITE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
+DIGITS, GREY, COLOUR = fitting_for(1, DIGIT_NAMES), fitting_for(1, ["T-shirt/top", "Trouser"]), fitting_for(3, [])
 
 
 def saved(tmp_path, image, name, **options):
@@ -260,7 +261,7 @@ def ink_centre(x: np.ndarray) -> tuple[float, float]:
 def test_a_dark_drawing_on_white_is_inverted_and_centred(size):
     picture = np.full((90, 60, 3), 255, dtype=np.uint8)
     picture[6:36, 4:16] = 0  # a black bar near the top-left corner
-    x = fit_image(picture, size, 1)
+    x = fit_image(picture, size, DIGITS)
     assert x.shape == (1, 1, size, size) and x.dtype == np.float32
     grey = x[0, 0]
     assert grey.min() >= 0 and grey.max() <= 1 and grey.max() > 0.9  # light ink ...
@@ -275,21 +276,64 @@ def test_a_dark_drawing_on_white_is_inverted_and_centred(size):
 def test_a_light_drawing_on_black_is_not_inverted():
     picture = np.zeros((40, 40, 3), dtype=np.uint8)
     picture[10:30, 18:22] = 255
-    light = fit_image(picture, 28, 1)
+    light = fit_image(picture, 28, DIGITS)
     assert light[0, 0, 0, 0] == 0 and float(light.max()) > 0.9
-    assert np.array_equal(light, fit_image(255 - picture, 28, 1))
+    assert np.array_equal(light, fit_image(255 - picture, 28, DIGITS))
 
 
 def test_a_blank_picture_fits_to_black():
-    assert float(fit_image(np.full((30, 30, 3), 255, dtype=np.uint8), 8, 1).max()) == 0.0
+    for fitting in (DIGITS, GREY):
+        assert float(fit_image(np.full((30, 30, 3), 255, dtype=np.uint8), 8, fitting).max()) == 0.0
 
 
-def test_a_colour_model_gets_a_centre_crop_resized_not_inverted():
+@pytest.mark.parametrize(
+    "channels, names, kind, noun",
+    [
+        (1, [str(i) for i in range(10)], "digit", "digit"),  # the shipped mnist checkpoint, and digits
+        (1, ["T-shirt/top", "Trouser", "Pullover"], "grey", "image"),  # Fashion-MNIST
+        (1, [], "grey", "image"),  # unlabelled grey data
+        (1, [str(i) for i in range(9)], "grey", "image"),  # nine numbered classes are not the ten digits
+        (3, [str(i) for i in range(10)], "colour", "image"),  # digits in colour are fitted as colour
+        (3, ["Smileys & Emotion", "Flags"], "colour", "image"),
+        (3, [], "colour", "image"),
+    ],
+)
+def test_a_models_channels_and_class_names_decide_how_pictures_are_fitted_and_named(channels, names, kind, noun):
+    fitting = fitting_for(channels, names)
+    assert fitting.kind == kind and fitting.channels == channels and fitting.noun == noun
+    assert fitting.a_noun == ("a digit" if kind == "digit" else "an image")
+    assert fitting.nouns == f"{noun}s"
+
+
+def test_an_unknown_fitting_is_refused():
+    with pytest.raises(ValueError, match="digit, grey or colour"):
+        Fitting("sepia")
+
+
+def test_a_grey_non_digit_model_gets_its_content_filling_the_frame():
+    picture = np.full((120, 90, 3), 250, dtype=np.uint8)  # a dark garment, 60 high and 30 wide, off centre
+    picture[10:70, 5:35] = 30
+    digit, grey = fit_image(picture, 28, DIGITS)[0, 0], fit_image(picture, 28, GREY)[0, 0]
+    for x in (digit, grey):  # both inverted to light on black, centred
+        assert x.max() > 0.8 and x[:, 0].max() < 0.05 and x[:, -1].max() < 0.05
+        row, col = ink_centre(x)
+        assert abs(row - 13.5) <= 1 and abs(col - 13.5) <= 1
+    tall = lambda x: len(np.nonzero(x.max(1) > 0.5)[0])  # noqa: E731
+    wide = lambda x: len(np.nonzero(x.max(0) > 0.5)[0])  # noqa: E731
+    assert tall(digit) == 20 and tall(grey) == 28  # MNIST's 20-pixel box, or the whole frame
+    assert wide(grey) == 14  # the aspect kept: half as wide as tall
+
+
+def test_a_colour_model_gets_the_whole_picture_on_white_in_its_own_colours():
     picture = np.asarray(stripes(RED, GREEN, GREEN, BLUE, height=40, width=20))  # 40 high, 80 wide
-    x = fit_image(picture, 8, 3)
-    assert x.shape == (1, 3, 8, 8)
-    assert np.allclose(x[0].transpose(1, 2, 0), [0, 1, 0], atol=0.02)  # only the green middle is kept
-    white = fit_image(np.full((20, 30, 3), 255, dtype=np.uint8), 8, 3)
+    x = fit_image(picture, 16, COLOUR)
+    assert x.shape == (1, 3, 16, 16) and x.dtype == np.float32
+    rgb = x[0].transpose(1, 2, 0)  # (3, S, S) -> (S, S, 3)
+    assert np.allclose(rgb[:3], 1.0, atol=0.02) and np.allclose(rgb[-3:], 1.0, atol=0.02)  # white above and below
+    middle = rgb[8]  # the stripes kept whole, in order, never inverted or made grey
+    assert np.allclose(middle[1], [1, 0, 0], atol=0.05) and np.allclose(middle[-2], [0, 0, 1], atol=0.05)
+    assert np.allclose(middle[7], [0, 1, 0], atol=0.05)
+    white = fit_image(np.full((20, 30, 3), 255, dtype=np.uint8), 8, COLOUR)
     assert np.allclose(white, 1.0)  # a white picture stays white
 
 

@@ -109,6 +109,21 @@ def test_evaluate_reports_all_three_priors(prior_folder):
     assert prior["unigram_bits_per_latent"] < prior["uniform_bits_per_latent"]
 
 
+def test_evaluate_sets_the_learned_priors_training_nll_beside_its_heldout_nll(prior_folder):
+    from vqvae.metrics import bits_per_latent
+
+    prior = evaluate_checkpoint(prior_folder, save=False)["prior"]
+    model = ckpt.load_checkpoint(prior_folder)
+    codes = ckpt.load_codes(prior_folder, model.config)
+    train_images = model.data.train_images  # fewer than TRAIN_NLL_GRIDS: every training grid counts
+    learned = ckpt.load_prior(prior_folder)
+    labels = codes.train_labels[:train_images] if learned.config.num_classes else None
+    expected = bits_per_latent(learned, codes.train[:train_images], labels)
+    assert prior["learned_train_bits_per_latent"] == pytest.approx(expected, rel=1e-5)
+    gap = prior["learned_bits_per_latent"] - prior["learned_train_bits_per_latent"]
+    assert prior["learned_generalisation_gap_bits"] == pytest.approx(gap)
+
+
 def test_sample_command_writes_a_grid_for_each_prior(prior_folder, tmp_path):
     from PIL import Image
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from .config import (
+    PRESETS,
     PRIOR_BATCH_SIZE,
     PRIOR_LEARNING_RATE,
     PRIOR_MINUTES,
@@ -29,7 +30,7 @@ from .config import (
 )
 from .errors import VQVAEError
 from .files import ANALYSIS, CONFIG
-from .sources import check_source
+from .sources import SOURCES, check_source
 from .stopping import SignalStop
 
 if TYPE_CHECKING:
@@ -47,13 +48,10 @@ def _train_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--preset",
         default="mnist",
-        help="named settings: mnist (28x28 -> 7x7, K=512, D=64) "
-        "or digits-tiny (8x8 digits, for tests) [default: mnist]",
+        help=f"named settings: {', '.join(PRESETS)} (docs/command-line.md lists them) [default: mnist]",
     )
     p.add_argument("--out", required=True, type=Path, help="checkpoint folder to write (or to resume)")
-    p.add_argument(
-        "--data", help="data source: mnist5k, digits, folder:PATH, idx:DIR or npz:PATH [default: the preset's]"
-    )
+    p.add_argument("--data", help=f"data source: {SOURCES} [default: the preset's]")
     p.add_argument("--steps", type=int, help="stop after this many optimiser steps (total, counting a resumed run's)")
     p.add_argument("--minutes", type=float, help="stop after this many minutes of training (total)")
     p.add_argument(
@@ -130,8 +128,8 @@ def _train_prior_parser(commands: argparse._SubParsersAction) -> None:
         help="fit the learned prior (gated PixelCNN) to a checkpoint's codes",
         description="Encode the training split once (kept as codes.safetensors), fit a gated, class-conditional "
         "PixelCNN to the code grids and save prior.safetensors in the folder. With labelled data it also "
-        "trains, once, the digit classifier that `evaluate` uses to score samples. Ctrl-C or SIGTERM stops after "
-        "the current step, saves, and exits with status 130 or 143.",
+        "trains, once, the classifier of its classes that `evaluate` uses to score samples. Ctrl-C or SIGTERM "
+        "stops after the current step, saves, and exits with status 130 or 143.",
     )
     p.add_argument("checkpoint", type=Path, help="checkpoint folder of a trained VQ-VAE")
     p.add_argument("--steps", type=int, help="stop after this many steps (total)")
@@ -247,7 +245,8 @@ def _run_settings(args: argparse.Namespace) -> tuple[VQVAEConfig, TrainConfig]:
         config, train_config = load_config(args.out)[1:3]
         if train_config is None:
             raise VQVAEError(f"{args.out} has no training settings to resume")
-        return config, dataclasses.replace(train_config, **_given(args, ("steps", "minutes")))
+        return config, dataclasses.replace(train_config, **_length(args))  # a length given replaces both
+
     def flags(names: tuple[str, ...]) -> dict:
         return {name: getattr(args, name) for name in names}  # None where not given: preset_with skips it
 
@@ -256,7 +255,9 @@ def _run_settings(args: argparse.Namespace) -> tuple[VQVAEConfig, TrainConfig]:
 
 
 def _length(args: argparse.Namespace) -> dict:
-    """--steps and --minutes as given (0 and negatives too, for TrainConfig to refuse); {} if neither."""
+    """--steps and --minutes as given (0 and negatives too, for TrainConfig to refuse); {} if neither. The
+    length is one setting: either given replaces both (a run resumed with --steps 10000 is not still held to
+    the minutes it first ran for)."""
     if args.steps is None and args.minutes is None:
         return {}
     return {"steps": args.steps, "minutes": args.minutes}
@@ -289,7 +290,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _saved(result: TrainResult, what: str = "") -> str:
-    """"saved FOLDER at step N (...)", or with what="the prior" "saved the prior in FOLDER ..."."""
+    """ "saved FOLDER at step N (...)", or with what="the prior" "saved the prior in FOLDER ..."."""
     where = f"{what} in {result.folder}" if what else str(result.folder)
     return f"saved {where} at step {result.step} ({result.elapsed_s:.0f} s of training)"
 
@@ -374,7 +375,7 @@ def _prior_settings(args: argparse.Namespace) -> TrainConfig:
         saved = read_prior_settings(args.checkpoint)[1]
         if saved is None:
             raise VQVAEError(f"{args.checkpoint} has no prior training settings to resume")
-        return dataclasses.replace(saved, **_given(args, ("steps", "minutes")))
+        return dataclasses.replace(saved, **_length(args))  # a length given replaces both
     checked = prior_training(
         "", args.seed, **_given(args, ("batch_size", "learning_rate", "save_every")), **_length(args)
     )

@@ -65,13 +65,14 @@ def uint8_tensor(x: torch.Tensor) -> torch.Tensor:
 
 
 def windows(images: torch.Tensor, cell: int, size: int, grid: tuple[int, int]) -> torch.Tensor:
-    """The size x size window centred on every latent cell of each image, zero outside the image.
+    """The size x size window centred on every latent cell of each image; outside the image, its edge
+    pixels carry on (black beyond MNIST's black edges, white beyond an emoji's white ones).
 
     images (N, C, H, W) -> (N, h, w, C, size, size), a view of one padded copy (nothing per window).
     """
     h, w = grid
     offset = size + cell // 2 - size // 2  # where the window of cell (0, 0) starts in the padded image
-    padded = torch.nn.functional.pad(images, (size, size, size, size))  # (N, C, H + 2s, W + 2s)
+    padded = torch.nn.functional.pad(images, (size, size, size, size), mode="replicate")  # (N, C, H + 2s, W + 2s)
     crops = padded[:, :, offset:, offset:].unfold(2, size, cell).unfold(3, size, cell)  # (N, C, h', w', s, s)
     return crops[:, :, :h, :w].permute(0, 2, 3, 1, 4, 5)
 
@@ -283,9 +284,7 @@ def analyse_checkpoint(folder: str | Path, with_umap: bool = True) -> Analysis:
 def analyse_loaded(loaded: ckpt.Checkpoint, with_umap: bool = True) -> Analysis:
     """A loaded checkpoint's analysis on its data's held-out split, computed and not saved."""
     if loaded.train_config is None:
-        raise CheckpointError(
-            f"{loaded.path} does not say which data it was trained on, so it has no held-out split"
-        )
+        raise CheckpointError(f"{loaded.path} does not say which data it was trained on, so it has no held-out split")
     model_config = loaded.config.model
     split = load_split(loaded.train_config.data, model_config.image_size, model_config.in_channels)
     return analyse_model(loaded.model, split.test, with_umap=with_umap)

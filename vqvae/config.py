@@ -306,7 +306,46 @@ def _digits_tiny() -> Preset:
     )
 
 
-PRESETS = {"mnist": _mnist, "digits-tiny": _digits_tiny}
+def _fashion() -> Preset:
+    """Fashion-MNIST's 60,000 training images: MNIST's network, without shifts (60,000 images need none)."""
+    return Preset(
+        vqvae=VQVAEConfig(
+            model=ModelConfig(in_channels=1, image_size=28, downsample=4, hidden_channels=64),
+            quantizer=QuantizerConfig(num_embeddings=512, embedding_dim=64, dead_code_steps=50, dead_code_usage=0.1),
+        ),
+        train=TrainConfig(data="fashion-mnist", minutes=2, batch_size=64, learning_rate=3e-3),
+    )
+
+
+def _cifar10() -> Preset:
+    """CIFAR-10's 32x32 colour images -> an 8x8 grid: MNIST's codebook and schedule, a wider network, no
+    shifts (50,000 images need none). Its archive's path is relative: to the working folder, or in the app
+    to its data folder."""
+    return Preset(
+        vqvae=VQVAEConfig(
+            model=ModelConfig(in_channels=3, image_size=32, downsample=4, hidden_channels=128),
+            quantizer=QuantizerConfig(num_embeddings=512, embedding_dim=64, dead_code_steps=50, dead_code_usage=0.1),
+        ),
+        train=TrainConfig(
+            data="cifar10:cifar-10-binary.tar.gz", minutes=2, batch_size=64, learning_rate=3e-3, augment_shift=0
+        ),
+    )
+
+
+def _emoji() -> Preset:
+    """Noto's colour emoji at 32x32 -> an 8x8 grid: the paper's 128-channel network, shifted by up to 2
+    pixels (3,277 training pictures are few). At 1,500 steps, a rate of 1e-3 reaches 19.4 dB held-out where
+    3e-3 reaches 16.6."""
+    return Preset(
+        vqvae=VQVAEConfig(
+            model=ModelConfig(in_channels=3, image_size=32, downsample=4, hidden_channels=128),
+            quantizer=QuantizerConfig(num_embeddings=512, embedding_dim=64, dead_code_steps=50, dead_code_usage=0.1),
+        ),
+        train=TrainConfig(data="emoji", minutes=2, batch_size=64, learning_rate=1e-3, augment_shift=2),
+    )
+
+
+PRESETS = {"mnist": _mnist, "fashion": _fashion, "emoji": _emoji, "cifar10": _cifar10, "digits-tiny": _digits_tiny}
 
 
 def preset(name: str) -> Preset:

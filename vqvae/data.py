@@ -5,9 +5,13 @@ Sources (the string a user passes as `--data`; sources.py holds their grammar):
 - `digits`: scikit-learn's 1,797 8x8 digits.
 - `fashion-mnist`: Zalando's 60,000 + 10,000 clothing images in their own split, with class names,
   from Debian's `dataset-fashion-mnist` (IDX files under /usr/share/datasets/fashion-mnist).
+- `emoji`: every emoji Noto Color Emoji draws as one picture, in colour on white at the model's
+  size, labelled by its Unicode emoji group (emoji.py draws and caches them).
 - `folder:PATH`: a folder of image files; one subfolder per class if present.
 - `idx:DIR`: MNIST's own file format (`*-images-idx3-ubyte[.gz]` and label files).
 - `npz:PATH`: a NumPy archive with `images` (or `x`) and optional `labels` (or `y`).
+- `cifar10:PATH`: CIFAR-10's binary distribution (cifar-10-binary.tar.gz, or the folder it unpacks to)
+  in its own 50,000 / 10,000 split, with its class names (cifar.py reads the files).
 
 Every source is split once into train and test by a fixed seed that does not
 depend on the training seed, so every command sees the same held-out images.
@@ -27,6 +31,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import emoji
+from .cifar import IMAGE_DIMS, RECORD_BYTES, Cifar10, Placement
 from .errors import DataError
 from .sources import (
     ImagesShape,
@@ -41,6 +47,7 @@ from .sources import (
     image_files,
     images_shape,
     npz_layout,
+    open_cifar10_source,
     open_idx,
     open_image,
     open_npy,
@@ -264,14 +271,25 @@ def _read_npy(dest: np.ndarray, archive: zipfile.ZipFile, header: NpyHeader, pat
         return _read_into(target, f, header.dtype, f"{header.member} in {path}")
 
 
-def load_source(source: str) -> Split | Dataset:
-    """The named source as stored: a Dataset, or a Split when the source brings its own."""
+def load_source(source: str, image_size: int | None = None) -> Split | Dataset:
+    """The named source as stored: a Dataset, or a Split when the source brings its own. A source
+    drawn rather than read (emoji) is drawn at `image_size`, the model's; the others ignore it."""
     kind, path = parse_source(source)
+    if kind == "emoji":
+        return _emoji(image_size or emoji.DEFAULT_SIZE)
     if path is None:
         return {"mnist5k": _mnist5k, "digits": _digits}[kind]()
     if kind == "fashion-mnist":
         return _fashion_mnist(path)
-    return {"folder": _folder, "idx": _idx, "npz": _npz}[kind](path)
+    return {"folder": _folder, "idx": _idx, "npz": _npz, "cifar10": _cifar10}[kind](path)
+
+
+def _emoji(image_size: int) -> Dataset:
+    """Noto's emoji labelled by Unicode emoji group, drawn at the model's size (at most the font's
+    own: fit() enlarges them beyond it). The loader's split() holds out a tenth of each group."""
+    drawn = emoji.pictures(min(image_size, emoji.MAX_SIZE))
+    images = _from_array(drawn.images.transpose(0, 3, 1, 2), 255.0)  # (N, H, W, 3) seen as (N, 3, H, W)
+    return Dataset(images, torch.as_tensor(drawn.labels), drawn.groups)
 
 
 FASHION_CLASSES = [
@@ -289,6 +307,33 @@ def _fashion_mnist(path: Path) -> Split:
             raise DataError(f"{path}: Fashion-MNIST's labels must lie in 0 to {len(FASHION_CLASSES) - 1}")
         part.class_names = list(FASHION_CLASSES)
     return both
+
+
+def _cifar10(path: Path) -> Split:
+    """CIFAR-10's own split (50,000 / 10,000 as distributed), with its class names. Each batch file is
+    read a piece at a time into the one float tensor of its part, in the order the files are stored."""
+    with open_cifar10_source(path) as cifar:  # sized from the files or the tar headers, within the memory limit
+        names = cifar.class_names()
+        parts = {
+            part: Dataset(_empty_images(ImagesShape(count, *IMAGE_DIMS)), torch.empty(count, dtype=torch.int64), names)
+            for part, count in zip(("train", "test"), cifar.counts)
+        }
+        for placed in cifar.placements():
+            _read_records(cifar, placed, parts[placed.part])
+    for part in parts.values():
+        _scale_and_clip(part.images, 255.0)
+    return Split(**parts)
+
+
+def _read_records(cifar: Cifar10, placed: Placement, part: Dataset) -> None:
+    """A batch file's records into `part` from row placed.row on: each label, and its pixels as channels."""
+    pixels, labels, row = part.images.numpy(), part.labels.numpy(), placed.row
+    for chunk in cifar.records(placed.file, CHUNK_BYTES // RECORD_BYTES):
+        records = np.frombuffer(chunk, dtype=np.uint8).reshape(-1, RECORD_BYTES)  # (n, 1 + 3 * 32 * 32)
+        count = len(records)
+        labels[row : row + count] = records[:, 0]
+        pixels[row : row + count] = records[:, 1:].reshape(count, *IMAGE_DIMS)  # planes R, G, B -> (n, 3, 32, 32)
+        row += count
 
 
 def split(dataset: Dataset) -> Split:
@@ -335,7 +380,7 @@ def random_shift(x: torch.Tensor, shift: int, seed: int, step: int) -> torch.Ten
 
 def load_split(source: str, image_size: int, channels: int) -> Split:
     """The train/test split of a named source, fitted to the model's image size and channels."""
-    loaded = load_source(source)
+    loaded = load_source(source, image_size)
     both = loaded if isinstance(loaded, Split) else split(loaded)
     del loaded  # the split holds copies: the whole need not stay
     if len(both.train) == 0 or len(both.test) == 0:

@@ -11,10 +11,12 @@ import torch
 from . import checkpoint as ckpt
 from .classifier import load_classifier, score
 from .comparison import priors_to_compare
-from .data import Dataset, load_split
+from .data import Dataset, Split, load_split
 from .errors import CheckpointError
 from .metrics import bits_per_latent, mse, perplexity, psnr_db, ssim
 from .model import VQVAE
+
+TRAIN_NLL_GRIDS = 10_000  # training grids the learned prior's training NLL is measured on, evenly spaced
 
 
 @torch.inference_mode()
@@ -57,9 +59,10 @@ def reconstruction_pairs(model: VQVAE, data: Dataset, n: int) -> torch.Tensor:
 
 
 def prior_metrics(
-    folder: Path, model: VQVAE, test: Dataset, samples_per_class: int = 20, seed: int = 0
+    folder: Path, model: VQVAE, split: Split, samples_per_class: int = 20, seed: int = 0
 ) -> dict[str, Any]:
-    """Held-out NLL of each prior, and how often decoded class-conditional samples show their class."""
+    """Held-out NLL of each prior, the learned prior's NLL on (up to TRAIN_NLL_GRIDS of) the grids it
+    was fitted to, and how often decoded class-conditional samples show their class."""
     fingerprint = ckpt.codebook_fingerprint(model.quantizer.embedding)
     codes = ckpt.load_codes(folder, model.config, fingerprint=fingerprint)
     h, w = model.latent_shape
@@ -71,6 +74,14 @@ def prior_metrics(
         bits = bits_per_latent(prior, codes.test, labels)
         result[f"{name}_bits_per_latent"] = bits
         result[f"{name}_bits_per_image"] = bits * h * w
+    # The train split's own grids come first in codes.train (translated copies, if any, follow)
+    rows = torch.linspace(0, len(split.train) - 1, min(TRAIN_NLL_GRIDS, len(split.train))).round().long()
+    labels = codes.train_labels[rows] if conditional else None
+    result["learned_train_bits_per_latent"] = bits_per_latent(compared["learned"], codes.train[rows], labels)
+    result["learned_generalisation_gap_bits"] = (
+        result["learned_bits_per_latent"] - result["learned_train_bits_per_latent"]
+    )
+    test = split.test
     classifier = load_classifier(folder)
     if classifier is None or not conditional:
         return result
@@ -98,7 +109,7 @@ def evaluate_checkpoint(folder: str | Path, save: bool = True) -> dict[str, Any]
     metrics["train_steps"] = loaded.step
     metrics["train_time_s"] = round(loaded.train_time_s, 1)
     if (Path(folder) / ckpt.PRIOR).exists():
-        metrics["prior"] = prior_metrics(Path(folder), loaded.model, split.test)
+        metrics["prior"] = prior_metrics(Path(folder), loaded.model, split)
     metrics["measured"] = ckpt.measured_files(Path(folder))  # so a reader can tell they still hold
     if save:
         ckpt.atomic_write_json(Path(folder) / ckpt.METRICS, metrics)

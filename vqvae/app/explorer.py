@@ -27,7 +27,7 @@ from ..images import LabelledTiles, labelled_tiles, to_uint8
 from ..metrics import bits_per_latent, perplexity, psnr_db
 from ..prior import Prior
 from .forms import whole_number
-from .inputs import fit_image
+from .inputs import Fitting, fit_image, fitting_for
 
 MAX_SAMPLES = 64
 _BESIDE = ThreadPoolExecutor(max_workers=2, thread_name_prefix="explorer-beside")  # work beside a request
@@ -120,6 +120,12 @@ class Explorer:
         return list(self.checkpoint.data.class_names)
 
     @property
+    def fitting(self) -> Fitting:
+        """How pictures from a person are fitted to this model, and what the pages call its pictures
+        (`fitting.noun`: "digit" only for a digit model)."""
+        return fitting_for(self.checkpoint.config.model.in_channels, self.class_names)
+
+    @property
     def conditional(self) -> bool:
         learned = self.priors.get("learned")
         return learned is not None and learned.config.num_classes > 0
@@ -194,9 +200,9 @@ class Explorer:
 
     @torch.inference_mode()
     def reconstruct_picture(self, rgb: np.ndarray) -> Decoded:
-        """rgb: (H, W, 3) uint8 of any size, fitted to the model's input first."""
-        config = self.checkpoint.config.model
-        x = torch.from_numpy(fit_image(rgb, config.image_size, config.in_channels))  # (1, C, S, S)
+        """rgb: (H, W, 3) uint8 of any size, fitted to the model's input first (see `fitting`)."""
+        size = self.checkpoint.config.model.image_size
+        x = torch.from_numpy(fit_image(rgb, size, self.fitting))  # (1, C, S, S)
         return self._decode(self.model.encode(x), x)
 
     def check_indices(self, indices: Any) -> torch.Tensor:

@@ -10,9 +10,9 @@ Three ways to serve it:
 A non-loopback `--host` with neither is refused at start: a server reachable by others would let
 them train on its disk.
 
-Whatever the mode, a run reads a path source (folder:, idx:, npz:) only when its resolved path
-lies under the app's data folder and outside the upload folder, and is refused otherwise with one
-message that says nothing of the path: whether it exists, is a folder, or holds images.
+Whatever the mode, a run reads a path source (folder:, idx:, npz:, cifar10:) only when its resolved
+path lies under the app's data folder and outside the upload folder, and is refused otherwise with
+one message that says nothing of the path: whether it exists, is a folder, or holds images.
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ def read_login(auth_file: Path | None, environ: Mapping[str, str] = os.environ) 
 
 
 REFUSED_PATH = (
-    "this data source is not open to the app: it trains on mnist5k, digits, or a folder:, idx: or npz: "
-    "source inside its data folder (python app.py --data-root DIR)"
+    f"this data source is not open to the app: it trains on {', '.join(NAMED)}, or a folder:, idx:, npz: or "
+    "cifar10: source inside its data folder (python app.py --data-root DIR)"
 )
 
 
@@ -87,7 +87,9 @@ def allowed_source(source: str, data_root: Path | None, uploads: Path | None) ->
     if kind in NAMED and not argument:
         return source
     if kind not in PATH_KINDS or not argument:
-        raise TrainingError(f"unknown data source; use {', '.join(NAMED)}, or folder:, idx: or npz: with a path")
+        raise TrainingError(
+            f"unknown data source; use {', '.join(NAMED)}, or folder:, idx:, npz: or cifar10: with a path"
+        )
     if data_root is None:
         raise TrainingError(REFUSED_PATH)
     path = (data_root / argument).resolve()  # an absolute argument replaces data_root here

@@ -2,13 +2,16 @@
 
 Only the formats below are decoded, the pixel count is checked from the header before any
 pixel is read, and a decompression bomb is an error, not a warning. Whatever a damaged file
-makes Pillow's parsers raise comes out as a DataError with a short message.
+makes Pillow's parsers raise comes out as a DataError with a short message. How a picture is
+fitted to a model (and what the pages call its pictures) is one decision, its Fitting.
 """
 
 from __future__ import annotations
 
 import struct
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -110,39 +113,97 @@ def from_array(array: np.ndarray) -> np.ndarray:
     return np.repeat(array, 3, axis=-1) if array.shape[-1] == 1 else array
 
 
-def _centre_drawing(grey: np.ndarray, size: int) -> np.ndarray:
-    """Light-on-dark grey (H, W) in [0, 1]: crop to the ink, fit it in a MNIST-style box, centre it."""
+DIGIT = "digit"  # 1 channel, classes "0".."9": MNIST's light strokes on black, in a 20x20 box
+GREY = "grey"  # another grey model (Fashion-MNIST): light things on black that fill the frame
+COLOUR = "colour"  # a 3-channel model: whole pictures, drawn on white
+DIGIT_NAMES = tuple(str(i) for i in range(10))
+
+
+@dataclass(frozen=True)
+class Fitting:
+    """How a person's picture is fitted to a model, and what the pages call the model's pictures: one
+    decision, made from what the model was trained on (its channels and class names).
+
+    A digit model gets MNIST's treatment and the word "digit"; a grey model gets the picture's content
+    (inverted from a light background) filling the frame; a colour model gets the whole picture on white.
+    """
+
+    kind: str  # DIGIT, GREY or COLOUR
+
+    def __post_init__(self) -> None:
+        if self.kind not in (DIGIT, GREY, COLOUR):
+            raise ValueError(f"a fitting is {DIGIT}, {GREY} or {COLOUR}, not {self.kind!r}")
+
+    @property
+    def channels(self) -> int:
+        return 3 if self.kind == COLOUR else 1
+
+    @property
+    def box(self) -> float:
+        """The share of the side a grey picture's content fills, its longer side."""
+        return MNIST_BOX if self.kind == DIGIT else 1.0
+
+    @property
+    def noun(self) -> str:
+        """What the pages call one of the model's pictures."""
+        return "digit" if self.kind == DIGIT else "image"
+
+    @property
+    def nouns(self) -> str:
+        return f"{self.noun}s"
+
+    @property
+    def a_noun(self) -> str:
+        return f"a {self.noun}" if self.kind == DIGIT else f"an {self.noun}"
+
+
+def fitting_for(channels: int, class_names: Sequence[str]) -> Fitting:
+    """The Fitting of a model with `channels` (1 or 3) trained on classes `class_names` (none: unlabelled)."""
+    if channels == 3:
+        return Fitting(COLOUR)
+    return Fitting(DIGIT if tuple(class_names) == DIGIT_NAMES else GREY)
+
+
+def _centre_content(grey: np.ndarray, size: int, box: float) -> np.ndarray:
+    """Light-on-dark grey (H, W) in [0, 1]: crop to the content, fit its longer side to `box` of the side
+    (aspect kept), centre it on black."""
     ink = np.argwhere(grey > INK_THRESHOLD)
     if len(ink) == 0:
         picture = Image.fromarray((grey * 255).astype(np.uint8))
         return np.asarray(picture.resize((size, size), Image.BILINEAR), dtype=np.float32) / 255
     (top, left), (bottom, right) = ink.min(0), ink.max(0) + 1
     crop = Image.fromarray((grey[top:bottom, left:right] * 255).round().astype(np.uint8))
-    box = max(1, round(size * MNIST_BOX))
-    scale = box / max(crop.width, crop.height)
+    side = max(1, round(size * box))
+    scale = side / max(crop.width, crop.height)
     crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))), Image.LANCZOS)
     canvas = Image.new("L", (size, size), 0)
     canvas.paste(crop, ((size - crop.width) // 2, (size - crop.height) // 2))
     return np.asarray(canvas, dtype=np.float32) / 255
 
 
-def fit_image(rgb: np.ndarray, image_size: int, channels: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> (1, C, S, S) float32 in [0, 1] as the model was trained.
+def _on_white_square(rgb: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> the whole picture, aspect kept, centred on a white square, resized to (S, S, 3)
+    in [0, 1]."""
+    height, width = rgb.shape[:2]
+    side = max(height, width)
+    square = Image.new("RGB", (side, side), (255, 255, 255))
+    square.paste(Image.fromarray(rgb), ((side - width) // 2, (side - height) // 2))
+    return np.asarray(square.resize((size, size), Image.LANCZOS), dtype=np.float32) / 255
 
-    One-channel models (digits) expect light strokes on black: a picture with a light
-    background is inverted, and its drawing cropped and centred the way MNIST's are.
-    Colour models get the picture centre-cropped to a square and resized.
+
+def fit_image(rgb: np.ndarray, image_size: int, fitting: Fitting) -> np.ndarray:
+    """(H, W, 3) uint8 -> (1, C, S, S) float32 in [0, 1] as the model was trained (see Fitting).
+
+    Grey models expect light content on black: a picture with a light background is inverted,
+    then its content cropped, fitted into the model's box and centred. Colour models get the whole
+    picture, composed on white in a square (nothing cut off), resized.
     """
-    if channels == 1:
+    if fitting.kind == COLOUR:
+        fitted = _on_white_square(rgb, image_size).transpose(2, 0, 1)  # (S, S, 3) -> (3, S, S)
+    else:
         grey = rgb.astype(np.float32).mean(-1) / 255
         border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
         if border.mean() > 0.5:
             grey = 1.0 - grey
-        fitted = _centre_drawing(grey, image_size)[None]  # (1, S, S)
-    else:
-        side = min(rgb.shape[:2])
-        top, left = (rgb.shape[0] - side) // 2, (rgb.shape[1] - side) // 2
-        square = Image.fromarray(rgb[top : top + side, left : left + side])
-        fitted = np.asarray(square.resize((image_size, image_size), Image.LANCZOS), dtype=np.float32) / 255
-        fitted = fitted.transpose(2, 0, 1)  # (S, S, 3) -> (3, S, S)
+        fitted = _centre_content(grey, image_size, fitting.box)[None]  # (1, S, S)
     return np.ascontiguousarray(fitted.clip(0, 1)[None], dtype=np.float32)

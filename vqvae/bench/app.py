@@ -7,7 +7,7 @@ Beside the serial figures, the same calls over Gradio's plain HTTP API (POST
 gradio_client's polling (its message loop sleeps 50 ms at a time). The edit needs a session's
 state, so it has no HTTP figure.
 
-    python -m vqvae.bench.app [--repeats 40] [--clients 10] [--json]
+    python -m vqvae.bench.app [--repeats 40] [--clients 10] [--checkpoint checkpoints/emoji] [--json]
 
 `python -m vqvae bench` runs it in a child process. It starts `python app.py` as a user would and
 talks to it over loopback only: the library never imports the app.
@@ -27,18 +27,35 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT = "checkpoints/mnist"
-CALLS = {  # endpoint -> arguments; seeds and indices vary per call so no answer is a cached file
-    "reconstruct": ("/reconstruct_heldout", lambda i: (CHECKPOINT, i % 500)),
-    "edit": ("/edit_code", lambda i: (CHECKPOINT, 3, 3, (7 * i) % 512)),
-    "per-code": ("/code_in_context", lambda i: (CHECKPOINT, i % 500, "one cell", 0, 3, 3, (11 * i) % 512)),
-    "sample 16 (3 priors)": ("/sample", lambda i: (CHECKPOINT, str(i % 10), 1.0, 16, i)),
-    "atlas select": ("/atlas_select", lambda i: (CHECKPOINT, (13 * i) % 512)),
-}
+Calls = dict[str, tuple[str, Callable[[int], tuple]]]
+
+
+def calls(checkpoint: str = CHECKPOINT) -> Calls:
+    """Endpoint -> arguments for a shipped checkpoint (as the picker names it); seeds and indices vary
+    per call so no answer is a cached file, and stay within the checkpoint's held-out images, codes,
+    grid and classes."""
+    folder = ROOT / checkpoint
+    config = json.loads((folder / "config.json").read_text())
+    model, k = config["vqvae"]["model"], config["vqvae"]["quantizer"]["num_embeddings"]
+    side = model["image_size"] // model["downsample"]
+    heldout = json.loads((folder / "metrics.json").read_text())["images"]
+    names = config["extra"]["class_names"]
+    row, column = side // 2, side // 2
+    return {
+        "reconstruct": ("/reconstruct_heldout", lambda i: (checkpoint, i % heldout)),
+        "edit": ("/edit_code", lambda i: (checkpoint, row, column, (7 * i) % k)),
+        "per-code": (
+            "/code_in_context",
+            lambda i: (checkpoint, i % heldout, "one cell", 0, row, column, (11 * i) % k),
+        ),
+        "sample 16 (3 priors)": ("/sample", lambda i: (checkpoint, names[i % len(names)], 1.0, 16, i)),
+        "atlas select": ("/atlas_select", lambda i: (checkpoint, (13 * i) % k)),
+    }
 
 
 def free_port() -> int:
@@ -108,16 +125,15 @@ def peak_memory_mb(pid: int) -> float:
     return float("nan")
 
 
-def serial_calls(client, port: int, repeats: int, names: list[str]) -> dict:
+def serial_calls(client, port: int, repeats: int, table: Calls) -> dict:
     """Each endpoint in `names`, `repeats` calls one at a time: through gradio_client, then (but the
     edit, which needs a session's state) over the plain HTTP API."""
     import httpx
 
     results = {}
-    for name in names:
-        endpoint, arguments = CALLS[name]
+    for name, (endpoint, arguments) in table.items():
         if endpoint == "/edit_code":
-            client.predict(CHECKPOINT, 1, api_name="/reconstruct_heldout")
+            client.predict(*table["reconstruct"][1](1), api_name="/reconstruct_heldout")
         times = []
         for i in range(repeats):
             start = time.perf_counter()
@@ -140,8 +156,8 @@ def serial_calls(client, port: int, repeats: int, names: list[str]) -> dict:
     return results
 
 
-def print_serial(results: dict) -> None:
-    for name in CALLS:
+def print_serial(results: dict, table: Calls) -> None:
+    for name in table:
         if name not in results:
             continue
         r = results[name]
@@ -151,12 +167,12 @@ def print_serial(results: dict) -> None:
         print(line)
 
 
-def concurrent_calls(client_class, port: int, clients: int, rounds: int) -> dict:
+def concurrent_calls(client_class, port: int, clients: int, rounds: int, table: Calls) -> dict:
     """`clients` clients at once, each calling every endpoint `rounds` times in its own order."""
     connected = [connect(client_class, port) for _ in range(clients)]
     for c in connected:
-        c.predict(CHECKPOINT, 1, api_name="/reconstruct_heldout")  # each session has a grid to edit
-    names = list(CALLS)
+        c.predict(*table["reconstruct"][1](1), api_name="/reconstruct_heldout")  # each session has a grid to edit
+    names = list(table)
     times: dict[str, list[float]] = {name: [] for name in names}
     failures: list[str] = []
     start_together = threading.Barrier(clients)
@@ -165,7 +181,7 @@ def concurrent_calls(client_class, port: int, clients: int, rounds: int) -> dict
         start_together.wait()
         for r in range(rounds):
             for name in names[number % len(names) :] + names[: number % len(names)]:
-                endpoint, arguments = CALLS[name]
+                endpoint, arguments = table[name]
                 start = time.perf_counter()
                 try:
                     client.predict(*arguments(1000 * number + r), api_name=endpoint)
@@ -209,33 +225,35 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=40, help="serial calls per endpoint")
     parser.add_argument("--clients", type=int, default=10, help="simultaneous clients (0: skip)")
     parser.add_argument("--rounds", type=int, default=4, help="calls per endpoint per simultaneous client")
+    parser.add_argument("--checkpoint", default=CHECKPOINT, help=f"a shipped checkpoint [default: {CHECKPOINT}]")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    table = calls(args.checkpoint)
     from gradio_client import Client
 
     port = free_port()
     began = time.perf_counter()
     with serving(port) as (process, cold_start_s):
         client = connect(Client, port)
-        client.predict(CHECKPOINT, 0, api_name="/reconstruct_heldout")  # waits for the checkpoint's loading
+        client.predict(*table["reconstruct"][1](0), api_name="/reconstruct_heldout")  # waits for its loading
         results = {"cold_start_s": round(cold_start_s, 3), "first_answer_s": round(time.perf_counter() - began, 3)}
-        results |= serial_calls(client, port, args.repeats, list(CALLS))
+        results |= serial_calls(client, port, args.repeats, table)
         if args.clients:
-            results["concurrent"] = concurrent_calls(Client, port, args.clients, args.rounds)
+            results["concurrent"] = concurrent_calls(Client, port, args.clients, args.rounds, table)
         results["peak_memory_mb"] = round(peak_memory_mb(process.pid), 1)
     if args.json:
         print(json.dumps(results))
     else:
         print(f"cold start to first served page: {results['cold_start_s']:.2f} s")
         print(f"first answer (a reconstruction, the checkpoint loaded): {results['first_answer_s']:.2f} s")
-        print_serial(results)
+        print_serial(results, table)
         if "concurrent" in results:
             c = results["concurrent"]
             print(
                 f"{c['clients']} clients at once: {c['calls']} calls, {c['failures']} failed,"
                 f" {c['calls_per_s']} calls/s; all p50 {c['all']['p50_ms']} ms, p95 {c['all']['p95_ms']} ms"
             )
-            for name in CALLS:
+            for name in table:
                 print(f"  {name:<22} p50 {c[name].get('p50_ms')} ms  p95 {c[name].get('p95_ms')} ms")
         print(f"server peak memory: {results['peak_memory_mb']:.0f} MB")
 
