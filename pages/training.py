@@ -8,6 +8,7 @@ import gradio as gr
 
 from vqvae.app.runs import ACTIVE, RunSettings, RunStatus
 from vqvae.config import PRESETS, PRIOR_MINUTES
+from vqvae.config import preset as named_preset
 
 from .common import Shared, callback, explain
 from .figures import curves, note
@@ -48,6 +49,18 @@ def start_run(
     visitor = visitor or secrets.token_urlsafe(16)
     shared.runs.start(settings, owner=visitor if shared.owners else None)
     return f"started **{settings.name}**", gr.Timer(active=True), visitor
+
+
+def preset_fields(name: str) -> tuple:
+    """The form's data, K, D and learning rate set to a preset's own (its data only where the list offers it)."""
+    chosen = named_preset(name)
+    data = chosen.train.data
+    return (
+        data if data in DATA_SOURCES else gr.skip(),
+        chosen.vqvae.quantizer.num_embeddings,
+        chosen.vqvae.quantizer.embedding_dim,
+        chosen.train.learning_rate,
+    )
 
 
 def stop_run(shared: Shared, visitor: str = "") -> str:
@@ -167,6 +180,7 @@ def build(shared: Shared) -> None:
     # this browser's token for the runs it starts, kept across reloads, sealed with a key of this server's
     visitor = gr.BrowserState("", storage_key="vqvae-explorer-visitor", secret=secrets.token_hex(16))
     inputs = [name, preset, data, minutes, k, d, lr, prior, visitor]
+    preset.input(preset_fields, preset, [data, k, d, lr], api_visibility="private", show_progress="hidden")
     start.click(callback(start_run, shared), inputs, [message, timer, visitor], api_name="start_training")
     stop.click(callback(stop_run, shared), visitor, message, api_name="stop_training")
     outputs = [summary, progress, loss, vqvae, prior_plot, shared.picker, seen, message, timer]

@@ -103,3 +103,14 @@ def test_a_code_grid_leaves_cells_without_a_code_empty():
     assert heatmap["z"] == [[3, 7], [None, None]] and heatmap["text"] == [["3", "7"], ["", ""]]
     assert layout["plot_bgcolor"] == EMPTY_CELL
     assert layout["xaxis"]["title"]["text"] == "column" and layout["yaxis"]["title"]["text"] == "row"
+
+
+def test_picking_a_preset_sets_its_own_data_codebook_and_learning_rate():
+    from pages import training
+
+    data, k, d, lr = training.preset_fields("emoji")
+    assert data == "emoji" and (k, d, lr) == (512, 64, 1e-3)
+    data, k, d, lr = training.preset_fields("fashion")
+    assert data == "fashion-mnist" and lr == 3e-3
+    data, *_ = training.preset_fields("cifar10")  # its archive is not one of the listed sources: data stays
+    assert isinstance(data, type(gr.skip()))
