@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from .common import (
+    HELDOUT_LAST,
     MODEL,
     Shared,
     callback,
@@ -130,7 +131,7 @@ def build(shared: Shared) -> None:
                 show_label=False, format="png", interactive=False, elem_id="code-sheet", buttons=[], height="auto"
             )
         with gr.Column(scale=5, min_width=420):
-            index = gr.Slider(0, 499, value=0, step=1, label="held-out image", elem_id="context-index")
+            index = gr.Slider(0, HELDOUT_LAST, value=0, step=1, label="held-out image", elem_id="context-index")
             mode = gr.Radio(list(MODES), value=MODES[0], label="put the chosen code in", elem_id="context-mode")
             with gr.Row():
                 new = gr.Number(

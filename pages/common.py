@@ -24,6 +24,7 @@ import numpy as np
 from vqvae.app.catalog import Catalog
 from vqvae.app.runs import RunManager
 from vqvae.errors import VQVAEError
+from vqvae.files import ANALYSIS_IMAGES
 from vqvae.images import LabelledTiles, enlarge, mosaic, png_bytes, tile_at
 
 if TYPE_CHECKING:
@@ -35,6 +36,10 @@ MODEL = "model"  # the concurrency group of every event that runs the model: que
 # A clickable picture is sent at least as large as the page ever shows it: Gradio maps a click on an
 # image shown larger than its own pixels as if it were shown at its own size, so it would miss its
 # cell. (The presenter view shows the reconstruction 320 px tall.)
+# The held-out sliders are built over every image a checkpoint's analysis keeps: opening a checkpoint narrows a
+# page's slider to its own, but a raw API call never opens the page, so its index is checked against this range
+# (and then by the explorer, against the checkpoint's own)
+HELDOUT_LAST = ANALYSIS_IMAGES - 1
 DISPLAY_PIXELS = 336  # images are enlarged to about this many pixels a side, without blur
 
 

@@ -9,7 +9,7 @@ import gradio as gr
 from vqvae.app.inputs import from_array, read_image
 from vqvae.errors import InputError
 
-from .common import MODEL, Shared, callback, display_scale, explain, inline_image, picture_file, show
+from .common import HELDOUT_LAST, MODEL, Shared, callback, display_scale, explain, inline_image, picture_file, show
 from .figures import code_grid
 from .guards import RecentOnly
 
@@ -130,7 +130,7 @@ def build(shared: Shared) -> None:
             # checkpoint; a longer one, or the presenter view's larger type, wraps to a second row)
             with gr.Tabs(overflow_behavior="wrap"):
                 with gr.Tab("Held-out image", elem_id="heldout-tab") as heldout_tab:
-                    index = gr.Slider(0, 499, value=0, step=1, label="held-out image", elem_id="heldout-index")
+                    index = gr.Slider(0, HELDOUT_LAST, value=0, step=1, label="held-out image", elem_id="heldout-index")
                     heldout_button = gr.Button("Reconstruct", variant="primary", elem_id="reconstruct-heldout")
                 with gr.Tab("Upload"):
                     # a file, not gr.Image: the upload is decoded by vqvae.app.inputs (restricted formats, size caps)

@@ -132,6 +132,18 @@ def test_an_upload_that_does_not_begin_as_an_image_is_refused_at_the_door(app_se
     assert client.predict(SHIPPED, 0, api_name="/reconstruct_heldout")[3].startswith("**PSNR**")
 
 
+def test_every_shipped_checkpoints_heldout_images_are_open_to_the_api(client):
+    """An API caller never opens a page (which fits its sliders to a checkpoint): the range it is held to
+    covers every checkpoint, and each checkpoint refuses what it does not have in its own words."""
+    fashion = "checkpoints/fashion-mnist"
+    *_, source = client.predict(fashion, 1999, api_name="/reconstruct_heldout")  # the last of the 2,000 kept
+    assert "held-out image 1999" in source and "class" in source
+    *_, summary = client.predict(fashion, 1500, "one cell", 0, 3, 3, 11, api_name="/code_in_context")
+    assert "of 49 cells changed" in summary
+    with pytest.raises(AppError, match="held-out image 600 does not exist; choose 0 to 499"):
+        client.predict(SHIPPED, 600, api_name="/reconstruct_heldout")
+
+
 def test_a_checkpoint_outside_the_catalog_is_refused(client):
     for bad in ("../checkpoints/mnist", "/etc", "checkpoints/../checkpoints/mnist", "tests"):
         with pytest.raises(AppError, match="not one of the checkpoints"):

@@ -23,12 +23,12 @@ from . import checkpoint as ckpt
 from .codes import encode_all
 from .data import Dataset, load_split
 from .errors import CheckpointError
-from .files import ANALYSIS
+from .files import ANALYSIS, ANALYSIS_IMAGES
 from .model import VQVAE
 
 log = logging.getLogger(__name__)
 
-MAX_IMAGES = 2000  # held-out images kept in the file (all of them for mnist5k's 500)
+MAX_IMAGES = ANALYSIS_IMAGES  # held-out images kept in the file (all of them for mnist5k's 500)
 EXEMPLARS = 8
 NEAREST = 8
 UMAP_MIN_CODES = 8  # below this a 2-D embedding of the codebook is not worth fitting

@@ -19,6 +19,7 @@ CLASSIFIER = "classifier.safetensors"  # the small CNN that scores decoded sampl
 CLASSIFIER_STATE = "classifier_train_state.safetensors"
 CLASSIFIER_HISTORY = "classifier_history.json"
 ANALYSIS = "analysis.safetensors"  # what `python -m vqvae analyse` computed for the app
+ANALYSIS_IMAGES = 2000  # the held-out images it keeps, the first of the split: all of mnist5k's 500
 
 MAX_FILE_BYTES = 2 * 1024**3  # the largest weights file loaded (checkpoint.py); a run's plan is held to it
 
