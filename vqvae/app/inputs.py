@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..emoji import on_white_square
 from ..errors import DataError
 
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
@@ -182,13 +183,9 @@ def _centre_content(grey: np.ndarray, size: int, box: float) -> np.ndarray:
 
 
 def _on_white_square(rgb: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, 3) uint8 -> the whole picture, aspect kept, centred on a white square, resized to (S, S, 3)
-    in [0, 1]."""
-    height, width = rgb.shape[:2]
-    side = max(height, width)
-    square = Image.new("RGB", (side, side), (255, 255, 255))
-    square.paste(Image.fromarray(rgb), ((side - width) // 2, (side - height) // 2))
-    return np.asarray(square.resize((size, size), Image.LANCZOS), dtype=np.float32) / 255
+    """(H, W, 3) uint8 -> the whole picture, aspect kept, centred on a white square of (S, S, 3) in [0, 1]:
+    composed as the emoji source composes its pictures."""
+    return on_white_square(Image.fromarray(rgb).convert("RGBA"), size).astype(np.float32) / 255
 
 
 def fit_image(rgb: np.ndarray, image_size: int, fitting: Fitting) -> np.ndarray:
