@@ -147,6 +147,19 @@ def labels_clear(page) -> None:
     assert complaints == [], complaints
 
 
+_SCROLLERS = """
+() => [...document.querySelectorAll("*")].filter(e => {
+  const style = getComputedStyle(e);
+  return e.offsetParent !== null && ["auto", "scroll"].includes(style.overflowY) && e.scrollHeight > e.clientHeight + 1;
+}).map(e => `${e.closest("[id]")?.id}: ${e.className} scrolls ${e.scrollHeight - e.clientHeight} px`)
+"""
+
+
+def nothing_scrolls(page) -> None:
+    """No block on the page is a few pixels too small for what it holds (Chromium draws scroll arrows beside it)."""
+    assert page.evaluate(_SCROLLERS) == []
+
+
 def console_clean(page) -> None:
     """Nothing the page did wrote a warning or an error to the browser's console."""
     assert page.console == [], page.console

@@ -13,6 +13,7 @@ from tests.browser import (
     labels_clear,
     no_error_badge,
     no_error_toast,
+    nothing_scrolls,
     open_page,
     open_tab,
     shot,
@@ -135,6 +136,7 @@ def test_every_page_shows_a_result_on_open_with_clear_labels(page):
         page.wait_for_selector(expected[tab], state="visible")
         page.wait_for_timeout(300)
         labels_clear(page)
+        nothing_scrolls(page)
     no_error_toast(page)
 
 
