@@ -135,9 +135,13 @@ def build_app(
             value = current if current in choices else (checkpoint if checkpoint in choices else None)
             return gr.Dropdown(choices=choices, value=value or (choices[0] if choices else None))
 
+        def listed() -> gr.Dropdown:
+            return gr.Dropdown(choices=catalog.choices())
+
         refresh.click(offered, shared.picker, shared.picker, api_visibility="private")
-        # a run that finished since the page opened is offered as soon as the picker is opened
-        shared.picker.focus(offered, shared.picker, shared.picker, api_visibility="private", show_progress="hidden")
+        # a run that finished since the page opened is offered as soon as the picker is opened; only the
+        # list is renewed, so an answer that comes after the visitor's pick never puts the old value back
+        shared.picker.focus(listed, None, shared.picker, api_visibility="private", show_progress="hidden")
         presenter.click(None, js=PRESENTER_TOGGLE)
     return demo
 

@@ -54,8 +54,13 @@ class Shared:
     demo: gr.Blocks | None = None
 
     def on_checkpoint(self, fn: Callable[..., Any], inputs: Any, outputs: Any, **options: Any) -> Any:
-        """Run fn when the page opens and whenever another checkpoint is picked."""
+        """Run fn when the page opens and whenever another checkpoint is picked.
+
+        always_last: a checkpoint picked while the page's first answer is still being made runs fn
+        again once that answer is in (Gradio's default for gr.on, "once", would drop the pick and
+        leave the pages on the first checkpoint while the picker names the new one)."""
         options.setdefault("api_visibility", "private")
+        options.setdefault("trigger_mode", "always_last")
         options.setdefault("concurrency_id", MODEL)
         return gr.on([self.demo.load, self.picker.change], fn, inputs, outputs, **options)
 

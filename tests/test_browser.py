@@ -7,7 +7,12 @@ and errors and which may fetch nothing from outside the app.
 
 from __future__ import annotations
 
+import time
+
+from pages.common import Shared
+from tests.app_server import SHIPPED
 from tests.browser import (
+    choose,
     error_toast,
     has_image,
     labels_clear,
@@ -138,6 +143,30 @@ def test_every_page_shows_a_result_on_open_with_clear_labels(page):
         labels_clear(page)
         nothing_scrolls(page)
     no_error_toast(page)
+
+
+def test_a_checkpoint_picked_before_the_first_answer_is_the_one_every_page_shows(browser, app_server, monkeypatch):
+    """A visitor who picks another checkpoint at once, while the page is still answering for the first
+    one (slow here: the app runs in this process), gets the pages of the one the picker names."""
+    opened = Shared.explorer
+
+    def slowly(shared, choice):
+        time.sleep(2.0 if choice == SHIPPED else 0)
+        return opened(shared, choice)
+
+    monkeypatch.setattr(Shared, "explorer", slowly)
+    page = open_page(browser, app_server.url)
+    choose(page, "checkpoint-picker", "emoji")
+    page.wait_for_selector("#source :text('class Smileys & Emotion')")
+    page.get_by_role("tab", name="Held-out image", exact=True).wait_for()
+    open_tab(page, "Codebook usage")
+    page.wait_for_selector(f"#usage-stats :text('{363 * 64:,} latents counted')")  # 363 emoji, an 8x8 grid each
+    open_tab(page, "Sampling")
+    page.wait_for_selector("#tab-sampling :text('look like real images')")
+    assert page.locator("#checkpoint-picker input").input_value() == "checkpoints/emoji"
+    no_error_toast(page)
+    page.context.close()
+    assert page.console == [] and page.outside == []
 
 
 def test_the_presenter_view_is_larger_and_kept_in_the_address(page, browser, app_server):
