@@ -6,8 +6,8 @@ import secrets
 
 import gradio as gr
 
-from vqvae.app.runs import ACTIVE, RunSettings, RunStatus
-from vqvae.config import PRESETS, PRIOR_MINUTES
+from vqvae.app.runs import ACTIVE, RUN_PRESETS, RunSettings, RunStatus
+from vqvae.config import PRIOR_MINUTES
 from vqvae.config import preset as named_preset
 
 from .common import Shared, callback, explain
@@ -155,7 +155,7 @@ def build(shared: Shared) -> None:
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             name = gr.Textbox(label="run name", value="my-run", elem_id="run-name")
-            preset = gr.Dropdown(sorted(PRESETS), value="mnist", label="preset", elem_id="run-preset")
+            preset = gr.Dropdown(sorted(RUN_PRESETS), value="mnist", label="preset", elem_id="run-preset")
             data = gr.Dropdown(DATA_SOURCES, value="mnist5k", label="data", allow_custom_value=True, elem_id="run-data")
             minutes = gr.Slider(0.1, 30, value=2, step=0.1, label="VQ-VAE minutes", elem_id="run-minutes")
             k = gr.Number(value=512, precision=0, label="K (codes)", minimum=1, elem_id="run-k")

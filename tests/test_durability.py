@@ -17,7 +17,8 @@ from safetensors.torch import save as save_safetensors_bytes
 
 from vqvae import checkpoint as ckpt
 from vqvae.errors import CheckpointError
-from vqvae.train import train_prior, train_vqvae
+from vqvae.prior_training import train_prior
+from vqvae.train import train_vqvae
 
 ROOT = Path(__file__).resolve().parents[1]
 

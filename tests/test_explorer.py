@@ -17,7 +17,8 @@ from vqvae.config import TrainConfig, preset
 from vqvae.errors import CheckpointError, InputError
 from vqvae.evaluate import evaluate_checkpoint
 from vqvae.images import FRAME, MARK
-from vqvae.train import train_prior, train_vqvae
+from vqvae.prior_training import train_prior
+from vqvae.train import train_vqvae
 
 from .helpers import snapshot
 

@@ -336,12 +336,23 @@ FAST_PATH_CASES = [
     dict(num_classes=3),
     dict(condition_channels=2),
     dict(num_classes=3, condition_channels=2, latent_height=1),
+    dict(condition_channels=2, condition_layers=2),
     dict(kernel_size=5),
     dict(latent_height=1),
     dict(latent_width=1),
     dict(num_layers=1),
 ]
-FAST_PATH_IDS = ["3x3", "conditional", "map", "label-and-map-one-row", "5x5", "one-row", "one-column", "one-layer"]
+FAST_PATH_IDS = [
+    "3x3",
+    "conditional",
+    "map",
+    "label-and-map-one-row",
+    "map-through-a-stack",
+    "5x5",
+    "one-row",
+    "one-column",
+    "one-layer",
+]
 
 
 def inputs(model: GatedPixelCNN, n: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -361,7 +372,8 @@ def test_the_sampler_gives_forwards_logits_at_every_position(changes):
     labels, condition = inputs(model, 3)
     with torch.no_grad():
         full = model(z, labels, condition)  # (3, K, h, w)
-        sampler = RasterSampler(model, torch.zeros_like(z), labels, condition)  # every position still a placeholder
+        heard = None if condition is None else model.hear(condition)
+        sampler = RasterSampler(model, torch.zeros_like(z), labels, heard)  # every position still a placeholder
         for i in range(height):
             sampler.start_row(i)
             for j in range(width):
@@ -425,6 +437,22 @@ def test_the_map_changes_the_logits_everywhere_and_is_brought_to_the_grids_size(
     assert bool(((logits - other).abs().amax(dim=1) > 1e-4).all())  # at every position, the first included
 
 
+def test_a_conditioning_stack_lets_each_position_hear_the_map_around_it():
+    """The map at the last position reaches, without a stack, only that position's logits; through two 3x3
+    layers it reaches two rows and columns before it, so the first logits it changes (raster order) are
+    those at (H-3, W-3)."""
+    plain, stacked = pixelcnn(condition_channels=2), pixelcnn(condition_channels=2, condition_layers=2)
+    z, condition = codes(2), torch.randn(2, 2, H, W)
+    moved = condition.clone()
+    moved[:, :, H - 1, W - 1] += 1.0
+    with torch.no_grad():
+        for model, first in ((plain, (H - 1) * W + W - 1), (stacked, (H - 3) * W + W - 3)):
+            for parameter in model.parameters():
+                torch.nn.init.normal_(parameter, std=0.5)
+            changed = (model(z, condition=condition) - model(z, condition=moved)).abs().amax(dim=(0, 1)) > 1e-5
+            assert not bool(changed.flatten()[:first].any()) and bool(changed.flatten()[first]), changed
+
+
 def test_the_map_must_match_the_model():
     unconditioned, conditioned = pixelcnn(), pixelcnn(condition_channels=2)
     z = codes(2)
@@ -444,3 +472,56 @@ def test_a_map_conditioned_sample_is_reproducible_and_scored():
     assert torch.equal(grids, model.sample(3, seed=5, condition=condition))
     with torch.no_grad():
         assert torch.allclose(log_p, model.log_prob(grids, condition=condition), atol=1e-4)
+
+
+# --- self-attention (VQ-VAE-2's top prior attends to every earlier position)
+
+
+def attending(**changes) -> GatedPixelCNN:
+    """A prior with an attention block, its weights (the block's zero-initialised output included) random."""
+    model = pixelcnn(attention_heads=2, **changes)
+    for parameter in model.parameters():
+        torch.nn.init.normal_(parameter, std=0.3)
+    return model
+
+
+def test_attention_keeps_the_prior_causal_and_reaches_back_further_than_the_stacks():
+    model = attending(num_layers=1)  # one 3x3 layer alone sees only the row above and the code to the left
+    z = codes(2)
+    with torch.no_grad():
+        logits = model(z)
+        for t in range(H * W):
+            i, j = divmod(t, W)
+            changed = z.clone()
+            changed[:, i, j] = (z[:, i, j] + 1) % K
+            after = model(changed)
+            seen = ~raster_after(t)
+            assert torch.allclose(after[:, :, seen], logits[:, :, seen], rtol=0, atol=1e-6), t
+        first = z.clone()
+        first[:, 0, 0] = (z[:, 0, 0] + 1) % K
+        assert not torch.allclose(
+            model(first)[:, :, H - 1, W - 1], logits[:, :, H - 1, W - 1]
+        )  # the far corner hears it
+
+
+def test_the_fast_paths_compute_the_attention_block_as_forward_does():
+    model = attending(num_classes=3)
+    z, labels = codes(3), torch.tensor([0, 2, 1])
+    with torch.no_grad():
+        full = model(z, labels)
+        by_convolutions = -F.cross_entropy(full, z, reduction="none").sum(dim=(1, 2))
+        assert torch.allclose(model.log_prob(z, labels), by_convolutions, rtol=1e-5, atol=1e-4)
+        sampler = RasterSampler(model, torch.zeros_like(z), labels)
+        for i in range(H):
+            sampler.start_row(i)
+            for j in range(W):
+                assert torch.allclose(sampler.logits(i, j), full[:, :, i, j], atol=1e-5), (i, j)
+                sampler.place(i, j, z[:, i, j])
+    grids, log_p = model.sample_scored(3, labels, seed=2)
+    with torch.no_grad():
+        assert torch.allclose(log_p, model.log_prob(grids, labels), atol=1e-4)
+
+
+def test_attention_heads_must_divide_the_channels():
+    with pytest.raises(ValueError, match="multiple of attention_heads"):
+        prior_config(attention_heads=3)

@@ -14,7 +14,8 @@ from vqvae import checkpoint as ckpt
 from vqvae.config import TrainConfig, preset
 from vqvae.errors import CheckpointError, TrainingError
 from vqvae.evaluate import evaluate_checkpoint
-from vqvae.train import train_prior, train_vqvae
+from vqvae.prior_training import train_prior
+from vqvae.train import train_vqvae
 
 SMALL_PRIOR = {"hidden_channels": 16, "embedding_dim": 16, "num_layers": 4}
 

@@ -333,6 +333,11 @@ def test_the_training_pages_defaults_pass_the_size_checks():
     assert plan.prior_train is not None and vqvae_file_bytes(plan.vqvae) < 2 * 1024**2
 
 
+def test_a_hierarchy_preset_is_left_to_the_command_line():
+    with pytest.raises(TrainingError, match="is a VQ-VAE-2, which trains from the command line"):
+        plan_run(RunSettings(name="two", preset="emoji64-2level"))
+
+
 # --- the child's memory ------------------------------------------------------------------------
 
 

@@ -11,7 +11,8 @@ from vqvae.data import load_split
 from vqvae.errors import TrainingError
 from vqvae.model import VQVAE
 from vqvae.prior import GatedPixelCNN
-from vqvae.train import PriorTask, Task, VQVAETask, prepare_codes, train_loop, train_vqvae
+from vqvae.prior_training import PriorTask, prepare_codes
+from vqvae.train import Task, VQVAETask, train_loop, train_vqvae
 
 K = 13  # the poisoned step (1-based), after the periodic save of step 10
 SAVE_EVERY = 5

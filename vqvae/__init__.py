@@ -18,7 +18,8 @@ _EXPORTS = {
     "model": ("VQVAE", "VQVAEOutput"),
     "prior": ("GatedPixelCNN", "UniformPrior", "UnigramPrior"),
     "quantizer": ("QuantizerOutput", "VectorQuantizer", "VectorQuantizerEMA", "make_quantizer"),
-    "train": ("TrainEvent", "TrainResult", "train_prior", "train_vqvae"),
+    "prior_training": ("train_prior",),
+    "train": ("TrainEvent", "TrainResult", "train_vqvae"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

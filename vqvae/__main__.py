@@ -132,6 +132,11 @@ def _train_prior_parser(commands: argparse._SubParsersAction) -> None:
         "stops after the current step, saves, and exits with status 130 or 143.",
     )
     p.add_argument("checkpoint", type=Path, help="checkpoint folder of a trained VQ-VAE")
+    p.add_argument(
+        "--level",
+        help="a VQ-VAE-2's level whose prior to fit (top, bottom, ...); the level below the top hears the codes "
+        "above it [default: every level, top first]",
+    )
     p.add_argument("--steps", type=int, help="stop after this many steps (total)")
     p.add_argument(
         "--minutes", type=float, help=f"stop after this many minutes of training (total) [default: {PRIOR_MINUTES:g}]"
@@ -140,6 +145,12 @@ def _train_prior_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--layers", type=int, dest="num_layers", help="gated layers [default: 8]")
     p.add_argument("--hidden", type=int, dest="hidden_channels", help="channels of both stacks [default: 64]")
     p.add_argument("--dropout", type=float, help="dropout on each gated layer [default: 0]")
+    p.add_argument(
+        "--attention-heads",
+        type=int,
+        dest="attention_heads",
+        help="heads of a causal self-attention block over the stacks' features (0: none) [default: 0]",
+    )
     p.add_argument("--batch-size", type=int, help=f"grids per step [default: {PRIOR_BATCH_SIZE}]")
     p.add_argument(
         "--lr", type=float, dest="learning_rate", help=f"Adam learning rate [default: {PRIOR_LEARNING_RATE:g}]"
@@ -159,8 +170,15 @@ def _sample_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--prior", choices=["learned", "unigram", "uniform"], default="learned", help="[default: learned]")
     p.add_argument("--n", type=int, default=64, help="how many samples [default: 64]")
     p.add_argument("--label", type=int, help="class to ask the learned prior for [default: every class in turn]")
-    p.add_argument("--temperature", type=float, default=1.0, help="0 = most likely code each step [default: 1]")
-    p.add_argument("--seed", type=int, default=0, help="same seed, same samples [default: 0]")
+    p.add_argument(
+        "--temperature",
+        default="1",
+        help="0 = most likely code each step; for a VQ-VAE-2 one value for every level or one per level, top "
+        "first, comma-separated (1,0.5) [default: 1]",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="same seed, same samples (a VQ-VAE-2's level i: seed + i) [default: 0]"
+    )
     p.add_argument("--scale", type=int, default=3, help="enlarge each pixel this many times [default: 3]")
     p.add_argument("--out", type=Path, required=True, help="PNG file to write")
 
@@ -214,8 +232,7 @@ def _progress_bar() -> Callable[[TrainEvent], None]:
             bar.set_description(f"step {event.step}")
             postfix = f"loss {m['loss']:.4f}"
             if "reconstruction_mse" in m:
-                postfix += f" rec {m['reconstruction_mse']:.5f} ppl {m['perplexity']:.1f}"
-                postfix += f" used {100 * m['codes_used_fraction']:.1f}%"
+                postfix += f" rec {m['reconstruction_mse']:.5f}" + _level_figures(m)
             if "bits_per_latent" in m:
                 postfix += f" {m['bits_per_latent']:.3f} bits/latent"
             bar.set_postfix_str(postfix)
@@ -224,6 +241,18 @@ def _progress_bar() -> Callable[[TrainEvent], None]:
             bar.close()
 
     return on_event
+
+
+def _level_figures(m: dict) -> str:
+    """Perplexity and codes used of each level in a training log row: "ppl 301.2 used 98.4%", or for a
+    hierarchy "top ppl 301.2 used 98.4% bottom ...". The levels are read off the row's keys."""
+    prefixes = [key[: -len("perplexity")] for key in m if key.endswith("perplexity")]
+    shown = ""
+    for prefix in prefixes:
+        name = prefix.rstrip("_")
+        shown += f" {name + ' ' if name else ''}ppl {m[prefix + 'perplexity']:.1f}"
+        shown += f" used {100 * m[prefix + 'codes_used_fraction']:.1f}%"
+    return shown
 
 
 QUANTIZER_FLAGS = ("num_embeddings", "embedding_dim", "update", "init", "dead_code_steps", "dead_code_usage", "cosine")
@@ -366,13 +395,17 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 def _prior_settings(args: argparse.Namespace) -> TrainConfig:
     """How the prior trains: the flags on the defaults (checked before torch loads), or on --resume
-    the folder's own settings."""
+    the folder's own settings (of --level, or of the first level whose prior was begun)."""
     if args.resume:
         if not (args.checkpoint / CONFIG).is_file():
             raise VQVAEError(f"{args.checkpoint} holds no checkpoint ({CONFIG} is missing)")
-        from .checkpoint import read_prior_settings
+        from .checkpoint import load_config, read_config, read_prior_settings
+        from .files import prior_stem
 
-        saved = read_prior_settings(args.checkpoint)[1]
+        every = getattr(load_config(args.checkpoint).vqvae, "level_names", [None])
+        levels = [args.level] if args.level else list(every)
+        begun = [level for level in levels if prior_stem(level) in read_config(args.checkpoint)] or levels
+        saved = read_prior_settings(args.checkpoint, begun[0])[1]
         if saved is None:
             raise VQVAEError(f"{args.checkpoint} has no prior training settings to resume")
         return dataclasses.replace(saved, **_length(args))  # a length given replaces both
@@ -390,16 +423,34 @@ def _prior_settings(args: argparse.Namespace) -> TrainConfig:
 def cmd_train_prior(args: argparse.Namespace) -> int:
     train_config = _prior_settings(args)
     from .jobs import Job, PriorJob, run
+    from .prior_training import check_level
 
-    settings = _given(args, ("num_layers", "hidden_channels", "dropout"))
-    prior = PriorJob(train_config, settings, conditional=not args.unconditional, resume=args.resume)
+    if args.level is not None:
+        from .checkpoint import load_config
+
+        check_level(load_config(args.checkpoint).vqvae, args.level)
+    settings = _given(args, ("num_layers", "hidden_channels", "dropout", "attention_heads"))
+    levels = None if args.level is None else (args.level,)
+    prior = PriorJob(train_config, settings, conditional=not args.unconditional, resume=args.resume, levels=levels)
     with SignalStop() as stop:
         job = Job(args.checkpoint, evaluate=False, analyse=False, prior=prior)
         outcome = run(job, _CommandLine(stop, args.checkpoint), stop)
     if outcome.stopped:
-        resume = f"python -m vqvae train-prior {args.checkpoint} --resume"
+        level = "" if args.level is None else f" --level {args.level}"
+        resume = f"python -m vqvae train-prior {args.checkpoint}{level} --resume"
         return _stopped(stop, _saved(outcome.prior, "the prior"), resume)
     return 0
+
+
+def _temperatures(text: str, levels: int) -> list[float]:
+    """--temperature: one value for every level, or one per level, top first."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError as error:
+        raise VQVAEError(f"--temperature must be a number or numbers separated by commas, not {text!r}") from error
+    if len(values) not in (1, levels):
+        raise VQVAEError(f"--temperature takes one value, or one for each of the {levels} levels, not {len(values)}")
+    return values * levels if len(values) == 1 else values
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -407,23 +458,17 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise VQVAEError("--n must be between 1 and 1024")
     import torch
 
-    from .checkpoint import codebook_fingerprint, load_checkpoint, load_codes
-    from .comparison import prior_named
+    from .checkpoint import load_checkpoint
     from .images import grid
+    from .sampling import sample_images
 
     loaded = load_checkpoint(args.checkpoint)
-    fingerprint = codebook_fingerprint(loaded.model.quantizer.embedding)  # the weights are read once
-    codes = load_codes(args.checkpoint, loaded.config, fingerprint=fingerprint) if args.prior == "unigram" else None
-    prior = prior_named(args.prior, args.checkpoint, loaded.config, fingerprint, None if codes is None else codes.train)
-    labels = None
-    classes = prior.config.num_classes if args.prior == "learned" else 0
-    if classes:
-        labels = torch.full((args.n,), args.label) if args.label is not None else torch.arange(args.n) % classes
-    grids = prior.sample(args.n, labels=labels, temperature=args.temperature, seed=args.seed)
-    with torch.inference_mode():
-        images = loaded.model.decode_indices(grids).clamp(0, 1)
+    levels = len(getattr(loaded.config, "level_names", [None]))
+    temperatures = _temperatures(args.temperature, levels)
+    images = sample_images(loaded, args.prior, args.n, args.label, temperatures, args.seed)
     columns = len(loaded.data.class_names) or 8  # one column per class, whichever the prior
-    grid(images, columns=min(args.n, columns), scale=args.scale).save(args.out)
+    with torch.inference_mode():
+        grid(images, columns=min(args.n, columns), scale=args.scale).save(args.out)
     print(f"wrote {args.out}")
     return 0
 

@@ -24,23 +24,23 @@ from .config import (
     DataFacts,
     PriorConfig,
     TrainConfig,
-    VQVAEConfig,
     data_facts_from_dict,
     prior_config_from_dict,
     to_dict,
     train_config_from_dict,
-    vqvae_config_from_dict,
 )
 from .errors import CheckpointError
+from .families import FAMILIES, Model, ModelSettings, build_model, family_of
 from .files import ANALYSIS as ANALYSIS  # re-exported, as every file name is
 from .files import CLASSIFIER as CLASSIFIER
 from .files import CLASSIFIER_HISTORY as CLASSIFIER_HISTORY
 from .files import CLASSIFIER_STATE as CLASSIFIER_STATE
-from .files import CODES, CONFIG, HISTORY, METRICS, PRIOR, TRAIN_STATE, WEIGHTS
+from .files import CODES, CONFIG, HISTORY, METRICS, TRAIN_STATE, WEIGHTS, prior_file, prior_stem
 from .files import MAX_FILE_BYTES as MAX_FILE_BYTES
+from .files import PRIOR as PRIOR
 from .files import PRIOR_HISTORY as PRIOR_HISTORY
 from .files import PRIOR_STATE as PRIOR_STATE
-from .model import VQVAE
+from .hierarchy import VQVAE2
 from .prior import GatedPixelCNN
 
 FORMAT_VERSION = 1
@@ -144,15 +144,17 @@ def check_state_dict(module: torch.nn.Module, tensors: dict[str, torch.Tensor], 
             raise CheckpointError(f"{source}: {name} holds NaN or Inf values")
 
 
-def check_codebook(tensors: dict[str, torch.Tensor], config: VQVAEConfig, source: Path) -> None:
+def check_codebook(tensors: dict[str, torch.Tensor], config: ModelSettings, source: Path) -> None:
     """The codebook e in R^{K x D} is the weights' most telling shape: name K and D when it is not config.json's."""
-    codebook = tensors.get("quantizer.embedding")
     k, d = config.quantizer.num_embeddings, config.quantizer.embedding_dim
-    if codebook is not None and tuple(codebook.shape) != (k, d):
-        raise CheckpointError(
-            f"{source} holds a codebook of shape {tuple(codebook.shape)}, "
-            f"but config.json asks for K = {k} codes of D = {d}"
-        )
+    for level, name in codebook_names(config).items():
+        codebook = tensors.get(name)
+        if codebook is not None and tuple(codebook.shape) != (k, d):
+            whose = "a codebook" if level is None else f"a {level} codebook"
+            raise CheckpointError(
+                f"{source} holds {whose} of shape {tuple(codebook.shape)}, "
+                f"but config.json asks for K = {k} codes of D = {d}"
+            )
 
 
 @dataclass
@@ -160,9 +162,9 @@ class Checkpoint:
     """A loaded checkpoint folder: the model in eval mode and what was recorded beside it."""
 
     path: Path
-    config: VQVAEConfig
+    config: ModelSettings  # a VQVAEConfig, or a VQVAE2Config for a hierarchy
     train_config: TrainConfig | None
-    model: VQVAE
+    model: Model
     history: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     data: DataFacts = field(default_factory=DataFacts)  # the data's variance, class names, size
@@ -170,25 +172,23 @@ class Checkpoint:
     train_time_s: float = 0.0
 
 
-FAMILIES = ("vqvae",)  # the model families config.json may name; its settings are the section of that name
-
-
 class FolderConfig(NamedTuple):
     """config.json, checked: the family, its model's settings, how it trained and what it trained on."""
 
     family: str
-    vqvae: VQVAEConfig
+    vqvae: ModelSettings  # the settings of the family's model (VQVAE2Config for "vqvae2")
     train: TrainConfig | None
     data: DataFacts
 
 
-def save_config(folder: Path, config: VQVAEConfig, train_config: TrainConfig, data: DataFacts) -> None:
+def save_config(folder: Path, config: ModelSettings, train_config: TrainConfig, data: DataFacts) -> None:
+    family = family_of(config)
     atomic_write_json(
         Path(folder) / CONFIG,
         {
             "format_version": FORMAT_VERSION,
-            "family": "vqvae",
-            "vqvae": to_dict(config),
+            "family": family,
+            family: to_dict(config),
             "train": to_dict(train_config),
             "extra": to_dict(data),
         },
@@ -217,9 +217,10 @@ def load_config(folder: Path) -> FolderConfig:
     raw = read_config(folder)
     family = raw.get("family", "vqvae")
     if family not in FAMILIES:
-        raise CheckpointError(f"{path} holds a model of family {family!r}, which this version cannot load: {FAMILIES}")
+        known = tuple(FAMILIES)
+        raise CheckpointError(f"{path} holds a model of family {family!r}, which this version cannot load: {known}")
     try:
-        config = vqvae_config_from_dict(raw.get(family))
+        config = FAMILIES[family].from_dict(raw.get(family))
         train = train_config_from_dict(raw["train"]) if raw.get("train") else None
         data = data_facts_from_dict(raw.get("extra") or {})
     except (KeyError, TypeError, ValueError) as error:
@@ -227,18 +228,18 @@ def load_config(folder: Path) -> FolderConfig:
     return FolderConfig(family, config, train, data)
 
 
-def save_weights(folder: Path, model: VQVAE, step: int, elapsed_s: float = 0.0) -> None:
+def save_weights(folder: Path, model: Model, step: int, elapsed_s: float = 0.0) -> None:
     metadata = {"step": str(step), "elapsed_s": repr(elapsed_s)}
     write_tensors(Path(folder) / WEIGHTS, model.state_dict(), metadata=metadata)
 
 
 def load_checkpoint(folder: str | Path) -> Checkpoint:
-    """Rebuild the VQ-VAE from config.json and load its validated weights (eval mode)."""
+    """Rebuild the VQ-VAE (or VQ-VAE-2) from config.json and load its validated weights (eval mode)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"no checkpoint folder at {folder}")
     config, train, data = load_config(folder)[1:]
-    model = VQVAE(config)
+    model = build_model(config)
     tensors, metadata = read_tensors(folder / WEIGHTS)
     check_codebook(tensors, config, folder / WEIGHTS)
     check_state_dict(model, tensors, folder / WEIGHTS)
@@ -362,18 +363,51 @@ class Codes:
 CODEBOOK = "quantizer.embedding"  # the codebook (K, D) in the VQ-VAE's weights
 
 
-def codebook_fingerprint(codebook: torch.Tensor) -> str:
-    """16 hex digits of the SHA-256 of the codebook (K, D) as float32: which codes a file speaks of."""
-    return hashlib.sha256(codebook.detach().float().contiguous().cpu().numpy().tobytes()).hexdigest()[:16]
+def codebook_names(config: ModelSettings) -> dict[str | None, str]:
+    """Where each level's codebook (K, D) is in the weights, top first; the key None for a VQ-VAE's one."""
+    if family_of(config) == "vqvae":
+        return {None: CODEBOOK}
+    return {level: f"quantizers.{i}.embedding" for i, level in enumerate(config.level_names)}
 
 
-def folder_fingerprint(folder: Path) -> str:
-    """The fingerprint of the codebook in a folder's VQ-VAE weights."""
+def codebook_fingerprint(*codebooks: torch.Tensor) -> str:
+    """16 hex digits of the SHA-256 of the codebooks (K, D) as float32, one after another: which codes a
+    file speaks of. A file about a level of a hierarchy is made from that level's codebook and those above it."""
+    digest = hashlib.sha256()
+    for codebook in codebooks:
+        digest.update(codebook.detach().float().contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def fingerprint_through(codebooks: dict[str | None, torch.Tensor], level: str | None = None) -> str:
+    """The fingerprint of the codebooks (top first) down to `level` (None: all of them)."""
+    names = list(codebooks)
+    through = names if level is None else names[: names.index(level) + 1]
+    return codebook_fingerprint(*(codebooks[name] for name in through))
+
+
+def model_codebooks(model: Model) -> dict[str | None, torch.Tensor]:
+    """A model's codebooks (K, D), top first; the key None for a VQ-VAE's one."""
+    if isinstance(model, VQVAE2):
+        return {level: q.embedding for level, q in zip(model.level_names, model.quantizers)}
+    return {None: model.quantizer.embedding}
+
+
+def model_fingerprint(model: Model, level: str | None = None) -> str:
+    """The fingerprint of a model's codebooks, down to `level` (None: all of them)."""
+    return fingerprint_through(model_codebooks(model), level)
+
+
+def folder_fingerprint(folder: Path, level: str | None = None) -> str:
+    """The fingerprint of the codebooks in a folder's weights, down to `level` (None: all of them)."""
     path = Path(folder) / WEIGHTS
     tensors, _ = read_tensors(path)
-    if CODEBOOK not in tensors:
-        raise CheckpointError(f"{path} has no {CODEBOOK}")
-    return codebook_fingerprint(tensors[CODEBOOK])
+    codebooks = {}
+    for name, key in codebook_names(load_config(folder).vqvae).items():
+        if key not in tensors:
+            raise CheckpointError(f"{path} has no {key}")
+        codebooks[name] = tensors[key]
+    return fingerprint_through(codebooks, level)
 
 
 def file_fingerprint(path: Path) -> str:
@@ -383,7 +417,9 @@ def file_fingerprint(path: Path) -> str:
 
 def measured_files(folder: Path) -> dict[str, str]:
     """The fingerprints of the files evaluate's numbers depend on, as metrics.json records them."""
-    paths = {name: Path(folder) / name for name in (WEIGHTS, CODES, PRIOR)}
+    config = load_config(folder).vqvae
+    priors = [prior_file(level) for level in getattr(config, "level_names", (None,))]
+    paths = {name: Path(folder) / name for name in (WEIGHTS, CODES, *priors)}
     return {name: file_fingerprint(path) for name, path in paths.items() if path.exists()}
 
 
@@ -402,91 +438,170 @@ def check_made_from(path: Path, metadata: dict[str, str], fingerprint: str, reme
         )
 
 
-def save_codes(folder: Path, codes: Codes, *, fingerprint: str | None = None) -> None:
+def _grid_tensors(codes: Codes, prefix: str = "") -> dict[str, torch.Tensor]:
     small = torch.int16 if int(codes.train.max()) < 2**15 else torch.int32  # K <= 65536
-    tensors = {
-        "train": codes.train.to(small),
-        "train_labels": codes.train_labels,
-        "test": codes.test.to(small),
-        "test_labels": codes.test_labels,
-    }
+    return {f"{prefix}train": codes.train.to(small), f"{prefix}test": codes.test.to(small)}
+
+
+def save_codes(folder: Path, codes: Codes, *, fingerprint: str | None = None) -> None:
+    tensors = _grid_tensors(codes) | {"train_labels": codes.train_labels, "test_labels": codes.test_labels}
     write_tensors(Path(folder) / CODES, tensors, metadata=made_from(fingerprint))
 
 
-def load_codes(folder: Path, config: VQVAEConfig, *, fingerprint: str | None = None) -> Codes:
-    """The folder's code grids, checked against its VQ-VAE (fingerprint: its codebook's, read from the
-    folder's weights when not given)."""
+def save_level_codes(folder: Path, codes: dict[str, Codes], *, fingerprint: str | None = None) -> None:
+    """A hierarchy's code grids, each level's as "{level}.train" and "{level}.test"; the labels once."""
+    first = next(iter(codes.values()))
+    tensors = {"train_labels": first.train_labels, "test_labels": first.test_labels}
+    for level, grids in codes.items():
+        tensors |= _grid_tensors(grids, f"{level}.")
+    write_tensors(Path(folder) / CODES, tensors, metadata=made_from(fingerprint))
+
+
+def _read_codes(folder: Path, fingerprint: str | None) -> tuple[Path, dict[str, torch.Tensor]]:
     path = Path(folder) / CODES
     tensors, metadata = read_tensors(path)
     remedy = f"Delete {CODES} and train the prior again to extract them anew."
     check_made_from(path, metadata, fingerprint or folder_fingerprint(folder), remedy)
+    return path, tensors
+
+
+def _codes_of(
+    path: Path, tensors: dict[str, torch.Tensor], prefix: str, k: int, shape: tuple[int, int], what: str
+) -> Codes:
     try:
-        codes = Codes(*(tensors[name].long() for name in ("train", "train_labels", "test", "test_labels")))
+        codes = Codes(
+            *(tensors[name].long() for name in (f"{prefix}train", "train_labels", f"{prefix}test", "test_labels"))
+        )
     except KeyError as error:
         raise CheckpointError(f"{path} lacks {error}") from error
-    k, shape = config.quantizer.num_embeddings, config.latent_shape
     for grids in (codes.train, codes.test):
         if tuple(grids.shape[1:]) != shape or int(grids.min()) < 0 or int(grids.max()) >= k:
-            raise CheckpointError(f"{path} holds grids that are not {shape} codes in [0, {k})")
+            raise CheckpointError(f"{path} holds {what} that are not {shape} codes in [0, {k})")
     return codes
 
 
-def save_prior(
-    folder: Path, prior: GatedPixelCNN, step: int, elapsed_s: float = 0.0, *, fingerprint: str | None = None
-) -> None:
-    metadata = {"step": str(step), "elapsed_s": repr(elapsed_s)} | made_from(fingerprint)
-    write_tensors(Path(folder) / PRIOR, prior.state_dict(), metadata=metadata)
+def load_codes(folder: Path, config: ModelSettings, *, fingerprint: str | None = None) -> Codes:
+    """The folder's code grids, checked against its VQ-VAE (fingerprint: its codebook's, read from the
+    folder's weights when not given)."""
+    path, tensors = _read_codes(folder, fingerprint)
+    return _codes_of(path, tensors, "", config.quantizer.num_embeddings, config.latent_shape, "grids")
 
 
-def check_prior_matches(prior: PriorConfig, config: VQVAEConfig, source: Path) -> None:
-    """A prior is only meaningful over its own VQ-VAE's codes: same K, same grid."""
+def load_level_codes(folder: Path, config: ModelSettings, *, fingerprint: str | None = None) -> dict[str, Codes]:
+    """A hierarchy's code grids, top first, checked against its VQ-VAE-2 (fingerprint: of all its codebooks,
+    read from the folder's weights when not given)."""
+    path, tensors = _read_codes(folder, fingerprint)
     k = config.quantizer.num_embeddings
-    if prior.num_embeddings != k or prior.latent_shape != config.latent_shape:
+    return {
+        level: _codes_of(path, tensors, f"{level}.", k, shape, f"{level} grids")
+        for level, shape in config.latent_shapes.items()
+    }
+
+
+def save_prior(
+    folder: Path,
+    prior: GatedPixelCNN,
+    step: int,
+    elapsed_s: float = 0.0,
+    *,
+    fingerprint: str | None = None,
+    level: str | None = None,
+) -> None:
+    """A prior's weights; a hierarchy's priors (one per level) record their level by name."""
+    metadata = {"step": str(step), "elapsed_s": repr(elapsed_s)} | made_from(fingerprint)
+    metadata |= {} if level is None else {"level": level}
+    write_tensors(Path(folder) / prior_file(level), prior.state_dict(), metadata=metadata)
+
+
+def _level_shape(config: ModelSettings, level: str | None, source: Path) -> tuple[int, int]:
+    """The grid a prior of `level` models: the VQ-VAE's one (level None), or that level's of a hierarchy."""
+    shapes = getattr(config, "latent_shapes", None)
+    if shapes is None or level is None:
+        if level is not None or shapes is not None:
+            levels = "one level" if shapes is None else f"levels {', '.join(shapes)}"
+            raise CheckpointError(f"{source}: this VQ-VAE has {levels}; a prior of level {level!r} does not apply")
+        return config.latent_shape
+    if level not in shapes:
+        raise CheckpointError(f"{source}: this VQ-VAE-2 has no level {level!r}; its levels are {', '.join(shapes)}")
+    return shapes[level]
+
+
+def check_prior_matches(prior: PriorConfig, config: ModelSettings, source: Path, level: str | None = None) -> None:
+    """A prior is only meaningful over its own VQ-VAE's codes (of its own level): same K, same grid."""
+    k, shape = config.quantizer.num_embeddings, _level_shape(config, level, source)
+    if prior.num_embeddings != k or prior.latent_shape != shape:
+        grids = "grids" if level is None else f"{level} grids"
         raise CheckpointError(
             f"{source}: the prior models {prior.latent_shape} grids of {prior.num_embeddings} codes, "
-            f"but this VQ-VAE makes {config.latent_shape} grids of {k} codes"
+            f"but this VQ-VAE makes {shape} {grids} of {k} codes"
         )
 
 
-def load_prior_config(folder: str | Path) -> tuple[PriorConfig, TrainConfig | None]:
+def _no_prior(folder: Path, level: str | None) -> CheckpointError:
+    if level is None:
+        return CheckpointError(f"{folder} has no learned prior; train one with `python -m vqvae train-prior {folder}`")
+    return CheckpointError(
+        f"{folder} has no learned prior of its {level} level; "
+        f"train one with `python -m vqvae train-prior {folder} --level {level}`"
+    )
+
+
+def load_prior_config(folder: str | Path, level: str | None = None) -> tuple[PriorConfig, TrainConfig | None]:
     """The prior's settings and how it was trained, checked against the folder's VQ-VAE."""
     folder = Path(folder)
-    if not (folder / PRIOR).exists():
-        raise CheckpointError(f"{folder} has no learned prior; train one with `python -m vqvae train-prior {folder}`")
-    return read_prior_settings(folder)
+    if not (folder / prior_file(level)).exists():
+        raise _no_prior(folder, level)
+    return read_prior_settings(folder, level)
 
 
-def read_prior_settings(folder: str | Path) -> tuple[PriorConfig, TrainConfig | None]:
-    """The prior settings config.json records, saved before the prior's first weights are."""
+def read_prior_settings(folder: str | Path, level: str | None = None) -> tuple[PriorConfig, TrainConfig | None]:
+    """The prior settings config.json records, saved before the prior's first weights are: in sections
+    "prior" and "prior_train", or "prior_top" and "prior_top_train" for a hierarchy's top level."""
     folder = Path(folder)
     raw = read_config(folder)
-    if "prior" not in raw:
-        raise CheckpointError(f"{folder} has no learned prior; train one with `python -m vqvae train-prior {folder}`")
+    section = prior_stem(level)
+    if section not in raw:
+        raise _no_prior(folder, level)
+    training = "prior_train" if level is None else f"{section}_train"
     try:
-        prior_config = prior_config_from_dict(raw["prior"])
-        train = train_config_from_dict(raw["prior_train"], "prior_train") if raw.get("prior_train") else None
+        prior_config = prior_config_from_dict(raw[section])
+        train = train_config_from_dict(raw[training], training) if raw.get(training) else None
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{folder / CONFIG} has an invalid prior setting: {error}") from error
     config = load_config(folder).vqvae
-    check_prior_matches(prior_config, config, folder / PRIOR)
+    check_prior_matches(prior_config, config, folder / prior_file(level), level)
     return prior_config, train
 
 
-def load_prior(folder: str | Path, *, fingerprint: str | None = None) -> GatedPixelCNN:
-    """The learned prior of a checkpoint folder (eval mode), checked against its VQ-VAE
-    (fingerprint: its codebook's, read from the folder's weights when not given)."""
+def prior_sections(level: str | None, prior: PriorConfig, train: TrainConfig) -> dict[str, Any]:
+    """The config.json sections of a prior's settings and training (read back by read_prior_settings)."""
+    section = prior_stem(level)
+    return {section: to_dict(prior), ("prior_train" if level is None else f"{section}_train"): to_dict(train)}
+
+
+def load_prior(folder: str | Path, level: str | None = None, *, fingerprint: str | None = None) -> GatedPixelCNN:
+    """The learned prior of a checkpoint folder (of one level of a hierarchy), in eval mode, checked against
+    its VQ-VAE. fingerprint: of the codebooks the prior was made from (the VQ-VAE's; for a level, that
+    level's and those above it), read from the folder's weights when not given."""
     folder = Path(folder)
-    config = load_prior_config(folder)[0]
+    config = load_prior_config(folder, level)[0]
     prior = GatedPixelCNN(config)
-    tensors, metadata = read_tensors(folder / PRIOR)
-    remedy = f"Train its prior again: delete the prior's files and run `python -m vqvae train-prior {folder}`."
-    check_made_from(folder / PRIOR, metadata, fingerprint or folder_fingerprint(folder), remedy)
+    path = folder / prior_file(level)
+    tensors, metadata = read_tensors(path)
+    recorded = metadata.get("level")
+    if recorded != level and (recorded is not None or level is not None):
+        mine = "of this one-level VQ-VAE" if level is None else f"of the {level} level"
+        theirs = "a one-level VQ-VAE" if recorded is None else f"the {recorded} level"
+        raise CheckpointError(f"{path} is the prior of {theirs}, not {mine}")
+    again = "" if level is None else f" --level {level}"
+    remedy = f"Train its prior again: delete the prior's files and run `python -m vqvae train-prior {folder}{again}`."
+    check_made_from(path, metadata, fingerprint or folder_fingerprint(folder, level), remedy)
     embedding = tensors.get("embedding.weight")  # (K, E): one row per code of the VQ-VAE it was trained on
     if embedding is not None and embedding.ndim == 2 and embedding.shape[0] != config.num_embeddings:
         raise CheckpointError(
-            f"{folder / PRIOR} models {embedding.shape[0]} codes, but this VQ-VAE has {config.num_embeddings}: "
+            f"{path} models {embedding.shape[0]} codes, but this VQ-VAE has {config.num_embeddings}: "
             "it is the prior of another VQ-VAE"
         )
-    check_state_dict(prior, tensors, folder / PRIOR)
+    check_state_dict(prior, tensors, path)
     prior.load_state_dict(tensors)
     return prior.eval()

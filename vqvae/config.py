@@ -93,6 +93,45 @@ class VQVAEConfig:
         return (self.model.latent_size, self.model.latent_size)
 
 
+LEVEL_NAMES = {
+    2: ("top", "bottom"),
+    3: ("top", "middle", "bottom"),
+    4: ("top", "upper", "lower", "bottom"),
+}  # the levels of a hierarchy, top first, as config.json, the files and the app name them
+
+
+@dataclass
+class VQVAE2Config:
+    """VQ-VAE-2 (Razavi et al. 2019, section 3.1): `levels` grids of codes, the bottom one at
+    image_size / downsample, each level above it half the side of the one below. Every level has
+    a codebook of its own, with the quantizer's settings."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    levels: int = 2  # the paper's two (three for its 1024 x 1024 faces)
+
+    def __post_init__(self) -> None:
+        _check(self.levels in LEVEL_NAMES, f"levels must be one of {sorted(LEVEL_NAMES)}")
+        halvings = 2 ** (self.levels - 1)
+        _check(
+            self.model.latent_size % halvings == 0,
+            f"the bottom grid's side {self.model.latent_size} must be a multiple of {halvings}, "
+            f"so that each of the {self.levels} levels halves it",
+        )
+
+    @property
+    def level_names(self) -> tuple[str, ...]:
+        """top first: ("top", "bottom") for two levels."""
+        return LEVEL_NAMES[self.levels]
+
+    @property
+    def latent_shapes(self) -> dict[str, tuple[int, int]]:
+        """Each level's grid (h, w), top first."""
+        bottom = self.model.latent_size
+        sides = [bottom // 2 ** (self.levels - 1 - i) for i in range(self.levels)]
+        return {name: (side, side) for name, side in zip(self.level_names, sides)}
+
+
 @dataclass
 class PriorConfig:
     """The gated PixelCNN prior over code grids (section 3.3; van den Oord et al. 2016, section 2).
@@ -106,11 +145,13 @@ class PriorConfig:
     latent_width: int  # w of the code grid
     num_classes: int = 0  # 0: unconditional; else conditioned on labels 0..num_classes-1
     condition_channels: int = 0  # M of a conditioning map (another level's codes, earlier frames'); 0: none
+    condition_layers: int = 0  # 3x3 convolutions over the map before it reaches the gated layers (0: none)
     embedding_dim: int = 64  # size of each code's learned embedding
     hidden_channels: int = 64  # C of both stacks
     num_layers: int = 8  # gated layers; each widens the view by kernel_size // 2
     kernel_size: int = 3  # odd: the vertical stack is k wide, the horizontal one k // 2 + 1 long
     dropout: float = 0.0  # on each gated layer's output
+    attention_heads: int = 0  # heads of a causal self-attention block before the head (0: none; Razavi et al. 2019)
 
     def __post_init__(self) -> None:
         _check(2 <= self.num_embeddings <= 65536, "num_embeddings (K) must be between 2 and 65536")
@@ -118,6 +159,11 @@ class PriorConfig:
         _check(1 <= self.latent_width <= 256, "latent_width must be between 1 and 256")
         _check(0 <= self.num_classes <= 100_000, "num_classes must be between 0 and 100,000 (0: unconditional)")
         _check(0 <= self.condition_channels <= 4096, "condition_channels must be between 0 and 4096 (0: no map)")
+        _check(0 <= self.condition_layers <= 16, "condition_layers must be between 0 and 16")
+        _check(
+            self.condition_layers == 0 or self.condition_channels > 0,
+            "condition_layers needs a conditioning map (condition_channels > 0)",
+        )
         _check(1 <= self.embedding_dim <= 4096, "embedding_dim must be between 1 and 4096")
         _check(1 <= self.hidden_channels <= 1024, "hidden_channels must be between 1 and 1024")
         _check(1 <= self.num_layers <= 64, "num_layers must be between 1 and 64")
@@ -126,6 +172,11 @@ class PriorConfig:
             "kernel_size must be odd and between 3 and 15",
         )
         _check(0.0 <= self.dropout < 1.0, "dropout must satisfy 0 <= dropout < 1")
+        _check(0 <= self.attention_heads <= 64, "attention_heads must be between 0 and 64 (0: no attention)")
+        _check(
+            self.attention_heads == 0 or self.hidden_channels % self.attention_heads == 0,
+            "hidden_channels must be a multiple of attention_heads",
+        )
 
     @property
     def latent_shape(self) -> tuple[int, int]:
@@ -204,6 +255,7 @@ PRIOR_MINUTES = 5.0  # unless steps or minutes are given
 PRIOR_BATCH_SIZE = 128  # code grids per step
 PRIOR_LEARNING_RATE = 1e-3
 CLASSIFIER_STEPS = 1500  # batches of 128 images, shifted by up to 2 pixels
+TRAIN_NLL_GRIDS = 10_000  # training grids the learned prior's training NLL is measured on, evenly spaced
 
 
 def prior_training(data: str, seed: int = 0, **given: Any) -> TrainConfig:
@@ -263,6 +315,19 @@ def vqvae_config_from_dict(data: dict[str, Any]) -> VQVAEConfig:
     )
 
 
+def vqvae2_config_from_dict(data: dict[str, Any]) -> VQVAE2Config:
+    """Rebuild a VQVAE2Config; unknown, missing or mistyped keys and bad values raise ValueError."""
+    if not isinstance(data, dict) or set(data) != {"model", "quantizer", "levels"}:
+        raise ValueError("vqvae2 must be an object of exactly three sections, model, quantizer and levels")
+    if isinstance(data["levels"], bool) or not isinstance(data["levels"], int):
+        raise ValueError(f"vqvae2.levels must be int, not {data['levels']!r}")
+    return VQVAE2Config(
+        model=ModelConfig(**_checked(ModelConfig, data["model"], "vqvae2.model")),
+        quantizer=QuantizerConfig(**_checked(QuantizerConfig, data["quantizer"], "vqvae2.quantizer")),
+        levels=data["levels"],
+    )
+
+
 def prior_config_from_dict(data: dict[str, Any]) -> PriorConfig:
     """Rebuild a PriorConfig; unknown, missing or mistyped keys and bad values raise ValueError."""
     return PriorConfig(**_checked(PriorConfig, data, "prior"))
@@ -274,7 +339,7 @@ def train_config_from_dict(data: dict[str, Any], where: str = "train") -> TrainC
 
 @dataclass(frozen=True)
 class Preset:
-    vqvae: VQVAEConfig
+    vqvae: VQVAEConfig | VQVAE2Config  # the model family follows from its type
     train: TrainConfig
 
 
@@ -345,7 +410,47 @@ def _emoji() -> Preset:
     )
 
 
-PRESETS = {"mnist": _mnist, "fashion": _fashion, "emoji": _emoji, "cifar10": _cifar10, "digits-tiny": _digits_tiny}
+def _emoji64_2level() -> Preset:
+    """VQ-VAE-2 on Noto's colour emoji at 64x64: a 16x16 bottom grid for detail under an 8x8 top grid for
+    the whole picture, the paper's two levels of K = 512, the emoji preset's network and rate."""
+    return Preset(
+        vqvae=VQVAE2Config(
+            model=ModelConfig(in_channels=3, image_size=64, downsample=4, hidden_channels=128),
+            quantizer=QuantizerConfig(num_embeddings=512, embedding_dim=64, dead_code_steps=50, dead_code_usage=0.1),
+            levels=2,
+        ),
+        train=TrainConfig(data="emoji", minutes=2, batch_size=64, learning_rate=3e-4, augment_shift=4),
+    )
+
+
+def _fashion32_2level() -> Preset:
+    """VQ-VAE-2 on Fashion-MNIST enlarged to 32x32: an 8x8 bottom grid under a 4x4 top grid."""
+    return Preset(
+        vqvae=VQVAE2Config(
+            model=ModelConfig(in_channels=1, image_size=32, downsample=4, hidden_channels=64),
+            quantizer=QuantizerConfig(num_embeddings=512, embedding_dim=64, dead_code_steps=50, dead_code_usage=0.1),
+            levels=2,
+        ),
+        train=TrainConfig(data="fashion-mnist", minutes=2, batch_size=64, learning_rate=3e-3),
+    )
+
+
+def _digits_tiny_2level() -> Preset:
+    """Two levels of a few channels on sklearn's 8x8 digits (4x4 under 2x2): the test suite's hierarchy."""
+    tiny = _digits_tiny()
+    return Preset(vqvae=VQVAE2Config(tiny.vqvae.model, tiny.vqvae.quantizer, levels=2), train=tiny.train)
+
+
+PRESETS = {
+    "mnist": _mnist,
+    "fashion": _fashion,
+    "emoji": _emoji,
+    "cifar10": _cifar10,
+    "emoji64-2level": _emoji64_2level,
+    "fashion32-2level": _fashion32_2level,
+    "digits-tiny": _digits_tiny,
+    "digits-tiny-2level": _digits_tiny_2level,
+}
 
 
 def preset(name: str) -> Preset:
@@ -365,7 +470,8 @@ def preset_with(name: str, model: dict[str, Any], quantizer: dict[str, Any], tra
     length = {"steps": train.get("steps"), "minutes": train.get("minutes")}
     training = given(train) | (length if any(v is not None for v in length.values()) else {})
     return Preset(
-        vqvae=VQVAEConfig(
+        vqvae=dataclasses.replace(
+            chosen.vqvae,
             model=dataclasses.replace(chosen.vqvae.model, **given(model)),
             quantizer=dataclasses.replace(chosen.vqvae.quantizer, **given(quantizer)),
         ),

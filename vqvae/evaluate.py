@@ -11,12 +11,14 @@ import torch
 from . import checkpoint as ckpt
 from .classifier import load_classifier, score
 from .comparison import priors_to_compare
+from .config import TRAIN_NLL_GRIDS
 from .data import Dataset, Split, load_split
 from .errors import CheckpointError
+from .evaluate_levels import level_prior_metrics, level_reconstruction_metrics
+from .files import prior_file
+from .hierarchy import VQVAE2
 from .metrics import bits_per_latent, mse, perplexity, psnr_db, ssim
 from .model import VQVAE
-
-TRAIN_NLL_GRIDS = 10_000  # training grids the learned prior's training NLL is measured on, evenly spaced
 
 
 @torch.inference_mode()
@@ -99,16 +101,21 @@ def prior_metrics(
 
 
 def evaluate_checkpoint(folder: str | Path, save: bool = True) -> dict[str, Any]:
-    """Evaluate a checkpoint folder on its data's held-out split; saves metrics.json unless told not to."""
+    """Evaluate a checkpoint folder on its data's held-out split; saves metrics.json unless told not to.
+    A VQ-VAE-2's figures come from evaluate_levels.py."""
     loaded = ckpt.load_checkpoint(folder)
     if loaded.train_config is None:
         raise CheckpointError(f"{folder} does not say which data it was trained on, so it has no held-out split")
     source = loaded.train_config.data
     split = load_split(source, loaded.config.model.image_size, loaded.config.model.in_channels)
-    metrics = {"data": source, "split": "test"} | reconstruction_metrics(loaded.model, split.test)
+    hierarchy = isinstance(loaded.model, VQVAE2)
+    measure = level_reconstruction_metrics if hierarchy else reconstruction_metrics
+    metrics = {"data": source, "split": "test"} | measure(loaded.model, split.test)
     metrics["train_steps"] = loaded.step
     metrics["train_time_s"] = round(loaded.train_time_s, 1)
-    if (Path(folder) / ckpt.PRIOR).exists():
+    if hierarchy and any((Path(folder) / prior_file(level)).exists() for level in loaded.model.level_names):
+        metrics["prior"] = level_prior_metrics(Path(folder), loaded.model, split)
+    elif (Path(folder) / ckpt.PRIOR).exists():
         metrics["prior"] = prior_metrics(Path(folder), loaded.model, split)
     metrics["measured"] = ckpt.measured_files(Path(folder))  # so a reader can tell they still hold
     if save:

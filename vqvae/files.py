@@ -15,6 +15,26 @@ CODES = "codes.safetensors"  # the code grids (and labels) of the train and test
 PRIOR = "prior.safetensors"  # the learned prior
 PRIOR_STATE = "prior_train_state.safetensors"
 PRIOR_HISTORY = "prior_history.json"
+
+
+def prior_stem(level: str | None) -> str:
+    """The name a prior's files and config.json sections start with: "prior", or "prior_top" for the
+    prior of a hierarchy's top level."""
+    return "prior" if level is None else f"prior_{level}"
+
+
+def prior_file(level: str | None) -> str:
+    return f"{prior_stem(level)}.safetensors"
+
+
+def prior_state_file(level: str | None) -> str:
+    return f"{prior_stem(level)}_train_state.safetensors"
+
+
+def prior_history_file(level: str | None) -> str:
+    return f"{prior_stem(level)}_history.json"
+
+
 CLASSIFIER = "classifier.safetensors"  # the small CNN that scores decoded samples
 CLASSIFIER_STATE = "classifier_train_state.safetensors"
 CLASSIFIER_HISTORY = "classifier_history.json"

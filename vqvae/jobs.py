@@ -27,7 +27,9 @@ from .classifier import load_classifier
 from .config import CLASSIFIER_STEPS, TrainConfig, VQVAEConfig
 from .data import load_split
 from .evaluate import evaluate_checkpoint
-from .train import EventCallback, TrainResult, grid_count, train_classifier, train_prior, train_vqvae
+from .files import prior_stem
+from .prior_training import grid_count, train_prior
+from .train import EventCallback, TrainResult, train_classifier, train_vqvae
 
 PHASES = ("vqvae", "evaluate", "analyse", "prior", "done")
 
@@ -40,6 +42,7 @@ class PriorJob:
     settings: dict[str, Any] = field(default_factory=dict)  # PriorConfig fields beyond K and the grid
     conditional: bool | None = None  # None: class-conditional exactly when the data is labelled
     resume: bool = False
+    levels: tuple[str, ...] | None = None  # a hierarchy's levels to fit a prior to, in order (None: every one)
     classifier_steps: int = CLASSIFIER_STEPS  # 0: no sample-scoring classifier
     fit_batch: bool = False  # a batch larger than the code grids shrinks to them (a small folder of images)
 
@@ -101,7 +104,9 @@ def run(job: Job, progress: Progress | None = None, should_stop: Callable[[], bo
         progress.done("vqvae", outcome.vqvae)
     if job.evaluate and not halted():
         outcome.metrics = _evaluate(job.folder, progress, "measuring the VQ-VAE on the held-out split")
-    if job.analyse and not halted():
+    # the app's analysis of a hierarchy (a projection and tiles per level) is not written yet
+    hierarchy = ckpt.load_config(job.folder).family == "vqvae2"
+    if job.analyse and not hierarchy and not halted():
         with_umap = job.with_umap and not stopped()
         progress.phase("analyse", "projecting the codebook" + (" (PCA and UMAP)" if with_umap else " (PCA)"))
         outcome.analysis = analyse_checkpoint(job.folder, with_umap=with_umap)
@@ -123,7 +128,8 @@ def _evaluate(folder: Path, progress: Progress, note: str) -> dict[str, Any]:
 
 
 def _prior(folder: Path, job: PriorJob, progress: Progress, stopped: Callable[[], bool]) -> TrainResult:
-    """The prior, then (labelled data, none yet) the classifier that scores its samples."""
+    """The prior (of each level of a hierarchy, top first), then (labelled data, none yet) the classifier
+    that scores its samples. Returns the last prior's result."""
     settings = ckpt.load_config(folder)
     labelled = settings.data.labelled
     conditional = labelled if job.conditional is None else job.conditional
@@ -132,17 +138,25 @@ def _prior(folder: Path, job: PriorJob, progress: Progress, stopped: Callable[[]
         training = dataclasses.replace(training, batch_size=grids)
     kind = "class-conditional" if conditional else "unconditional"
     length = f"{training.minutes:g} min" if training.steps is None else f"{training.steps} steps"
-    progress.phase("prior", f"training the {kind} PixelCNN prior" + ("" if job.resume else f" for {length}"))
-    result = train_prior(
-        folder,
-        training,
-        conditional=conditional,
-        settings=job.settings,
-        resume=job.resume,
-        on_event=progress.events("prior"),
-        should_stop=stopped,
-    )
-    progress.done("prior", result)
+    levels = job.levels or getattr(settings.vqvae, "level_names", (None,))
+    for level in levels:
+        # a resumed hierarchy starts afresh the levels its run had not reached
+        resume = job.resume and (level is None or prior_stem(level) in ckpt.read_config(folder))
+        which = "" if level is None else f" of the {level} level"
+        progress.phase("prior", f"training the {kind} PixelCNN prior{which}" + ("" if resume else f" for {length}"))
+        result = train_prior(
+            folder,
+            training,
+            level=level,
+            conditional=conditional,
+            settings=job.settings,
+            resume=resume,
+            on_event=progress.events("prior"),
+            should_stop=stopped,
+        )
+        progress.done("prior", result)
+        if stopped():
+            break
     if labelled and job.classifier_steps and not stopped() and load_classifier(folder) is None:
         progress.phase("classifier", "training the classifier that scores the prior's samples")
         model = settings.vqvae.model

@@ -87,6 +87,11 @@ class VQVAEOutput:
     x_hat: torch.Tensor  # (B, C, H, W)
     vq: QuantizerOutput
 
+    @property
+    def levels(self) -> list[QuantizerOutput]:
+        """The one grid of codes, as VQ-VAE-2's output lists its levels (hierarchy.py)."""
+        return [self.vq]
+
 
 class VQVAE(nn.Module):
     def __init__(self, config: VQVAEConfig):

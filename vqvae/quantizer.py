@@ -2,7 +2,8 @@
 
 z_e (B, D, h, w) is replaced position by position with its nearest code,
 k = argmin_j ||z_e - e_j||_2, z_q = e_k (equation 1-2). The gradient passes from
-z_q to z_e unchanged: z_q = z_e + sg[e_k - z_e] (the straight-through estimator).
+z_q to z_e unchanged: z_q = z_e + sg[e_k - z_e] (the straight-through estimator), computed as
+sg[e_k] + (z_e - sg[z_e]) so that its value is e_k to the last bit, as decoding the indices gives.
 
 Two ways to learn the codebook, one class each:
 - `VectorQuantizer`: the codebook term ||sg[z_e] - e||^2 of equation 3.
@@ -122,7 +123,8 @@ class _Quantizer(nn.Module):
             self._learn(z.detach(), indices, counts)
         commitment_loss = F.mse_loss(z, e.detach())
         codebook_loss = self._codebook_loss(z, e)
-        z_q = z + (e - z).detach()  # straight-through: forward e, backward identity
+        # straight-through: forward exactly e (z - sg[z] is zero), backward identity to z
+        z_q = e.detach() + (z - z.detach())
         z_q = z_q.view(b, h, w, d).permute(0, 3, 1, 2)  # (B*h*w, D) -> (B, D, h, w)
         return QuantizerOutput(
             z_q=z_q,

@@ -26,12 +26,10 @@ import torch
 from . import checkpoint as ckpt
 from .atomic import remove_stale_temp_files
 from .classifier import Classifier
-from .codes import extract_codes
-from .config import CLASSIFIER_STEPS, DataFacts, PriorConfig, TrainConfig, VQVAEConfig, classifier_training, to_dict
+from .config import CLASSIFIER_STEPS, DataFacts, TrainConfig, classifier_training
 from .data import Split, load_split, random_shift
 from .errors import CheckpointError, TrainingError
-from .model import VQVAE
-from .prior import GatedPixelCNN
+from .families import Model, ModelSettings, build_model, level_key, level_names
 
 log = logging.getLogger(__name__)
 
@@ -222,13 +220,16 @@ def train_loop(
 
 
 class VQVAETask(Task):
-    """Batches of training images and the loss of equation 3."""
+    """Batches of training images and the loss of equation 3, summed over the levels of a hierarchy
+    (Razavi et al. 2019, Algorithm 1); each level's codebook terms, perplexity and codes used are
+    logged under its own name (`level_key`)."""
 
-    def __init__(self, model: VQVAE, images: torch.Tensor, config: TrainConfig, data_variance: float):
+    def __init__(self, model: Model, images: torch.Tensor, config: TrainConfig, data_variance: float):
         self.model, self.images, self.data_variance = model, images, data_variance
         self.sampler = EpochSampler(images.shape[0], config.batch_size, config.seed)
         self.shift, self.seed = config.augment_shift, config.seed
-        self.window_counts = torch.zeros(model.num_embeddings, dtype=torch.int64)
+        self.levels = level_names(model)
+        self.window_counts = {level: torch.zeros(model.num_embeddings, dtype=torch.int64) for level in self.levels}
 
     def batch(self, step: int) -> torch.Tensor:
         x = self.images[self.sampler.rows(step)]
@@ -237,34 +238,39 @@ class VQVAETask(Task):
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         out = self.model(x)
         reconstruction = torch.nn.functional.mse_loss(out.x_hat, x)
-        loss = reconstruction / self.data_variance + out.vq.loss
-        self.window_counts += out.vq.counts
-        return loss, {
-            "loss": loss.item(),
-            "reconstruction_mse": reconstruction.item(),
-            "codebook_loss": out.vq.codebook_loss.item(),
-            "commitment_loss": out.vq.commitment_loss.item(),
-            "perplexity": out.vq.perplexity.item(),
-        }
+        loss = reconstruction / self.data_variance + sum(vq.loss for vq in out.levels)
+        scalars = {"loss": loss.item(), "reconstruction_mse": reconstruction.item()}
+        for level, vq in zip(self.levels, out.levels):
+            self.window_counts[level] += vq.counts
+            scalars[level_key("codebook_loss", level)] = vq.codebook_loss.item()
+            scalars[level_key("commitment_loss", level)] = vq.commitment_loss.item()
+            scalars[level_key("perplexity", level)] = vq.perplexity.item()
+        return loss, scalars
 
     def window_metrics(self) -> dict[str, float]:
-        used = int((self.window_counts > 0).sum())
-        self.window_counts.zero_()
-        return {"codes_used": used, "codes_used_fraction": used / self.model.num_embeddings}
+        metrics = {}
+        for level, counts in self.window_counts.items():
+            used = int((counts > 0).sum())
+            metrics[level_key("codes_used", level)] = used
+            metrics[level_key("codes_used_fraction", level)] = used / self.model.num_embeddings
+            counts.zero_()
+        return metrics
 
     def window_tensors(self) -> dict[str, torch.Tensor]:
-        return {"counts": self.window_counts}
+        return {level_key("counts", level): counts for level, counts in self.window_counts.items()}
 
     def load_window_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        if "counts" in tensors and tensors["counts"].shape == self.window_counts.shape:
-            self.window_counts.copy_(tensors["counts"])
+        for level, counts in self.window_counts.items():
+            saved = tensors.get(level_key("counts", level))
+            if saved is not None and saved.shape == counts.shape:
+                counts.copy_(saved)
 
     def save_weights(self, folder: Path, step: int, elapsed_s: float) -> None:
         ckpt.save_weights(folder, self.model, step, elapsed_s)
 
 
 def train_vqvae(
-    config: VQVAEConfig,
+    config: ModelSettings,
     train_config: TrainConfig,
     folder: str | Path,
     *,
@@ -273,7 +279,8 @@ def train_vqvae(
     should_stop: Callable[[], bool] | None = None,
     data: Split | None = None,
 ) -> TrainResult:
-    """Train a VQ-VAE into `folder`; with resume=True continue the run saved there exactly.
+    """Train a VQ-VAE (or a VQ-VAE-2, by the settings' type) into `folder`; with resume=True continue the
+    run saved there exactly.
 
     Everything is checked (settings, data, batch size) before the first file is written. A run
     killed after its settings were saved but before its first save is resumed from step 0.
@@ -296,128 +303,16 @@ def train_vqvae(
             raise TrainingError("the training images hold NaN or Inf values")
         data_variance = float(images.var()) or 1.0
     torch.manual_seed(train_config.seed)
-    model = VQVAE(config)
+    model = build_model(config)
     task = VQVAETask(model, images, train_config, data_variance)
     if not resume:
         facts = DataFacts(data_variance, list(split.train.class_names), len(images))
         ckpt.save_config(folder, config, train_config, facts)
     elif not saved:
         log.info("%s was stopped before its first save: training it from step 0 with its saved settings", folder)
-    result = train_loop(
-        task, train_config, folder, resume=resume and saved, on_event=on_event, should_stop=should_stop
-    )
+    result = train_loop(task, train_config, folder, resume=resume and saved, on_event=on_event, should_stop=should_stop)
     log.info("trained %s to step %d in %.1f s", folder, result.step, result.elapsed_s)
     return result
-
-
-class PriorTask(Task):
-    """Batches of code grids (with labels) and the prior's negative log-likelihood per latent."""
-
-    weights_file = ckpt.PRIOR
-    state_file = ckpt.PRIOR_STATE
-    history_file = ckpt.PRIOR_HISTORY
-
-    def __init__(
-        self,
-        prior: GatedPixelCNN,
-        codes: torch.Tensor,
-        labels: torch.Tensor | None,
-        config: TrainConfig,
-        fingerprint: str,
-    ):
-        self.model, self.codes, self.labels, self.fingerprint = prior, codes, labels, fingerprint
-        self.sampler = EpochSampler(codes.shape[0], config.batch_size, config.seed)
-
-    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        rows = self.sampler.rows(step)
-        return self.codes[rows], None if self.labels is None else self.labels[rows]
-
-    def loss(self, batch: tuple[torch.Tensor, torch.Tensor | None]) -> tuple[torch.Tensor, dict[str, float]]:
-        codes, labels = batch
-        h, w = codes.shape[1:]
-        nll = -self.model.log_prob(codes, labels).mean() / (h * w)  # nats per latent
-        return nll, {"loss": nll.item(), "bits_per_latent": nll.item() / math.log(2)}
-
-    def save_weights(self, folder: Path, step: int, elapsed_s: float) -> None:
-        ckpt.save_prior(folder, self.model, step, elapsed_s, fingerprint=self.fingerprint)
-
-
-SHIFTED_COPIES = 4  # translated copies of the train split among the prior's grids, if the VQ-VAE trained shifted
-
-
-def prepare_codes(folder: Path, fingerprint: str, shifted_copies: int = SHIFTED_COPIES) -> ckpt.Codes:
-    """The folder's code grids, extracted from its VQ-VAE (fingerprint: its codebook's) and saved the
-    first time they are asked for."""
-    if (folder / ckpt.CODES).exists():
-        return ckpt.load_codes(folder, ckpt.load_config(folder).vqvae, fingerprint=fingerprint)
-    remove_stale_temp_files(folder, (ckpt.CODES,))
-    loaded = ckpt.load_checkpoint(folder)
-    model_config = loaded.config.model
-    split = load_split(loaded.train_config.data, model_config.image_size, model_config.in_channels)
-    shift = loaded.train_config.augment_shift
-    codes = extract_codes(loaded.model, split, shifted_copies if shift else 0, shift, loaded.train_config.seed)
-    ckpt.save_codes(folder, codes, fingerprint=fingerprint)
-    return codes
-
-
-def grid_count(data: DataFacts, training: TrainConfig | None) -> int:
-    """How many training grids prepare_codes extracts: the train split and its shifted copies (0: unknown)."""
-    copies = SHIFTED_COPIES if training is not None and training.augment_shift else 0
-    return data.train_images * (1 + copies)
-
-
-UNLABELLED = "a class-conditional prior needs labelled data; train it unconditional instead"
-
-
-def train_prior(
-    folder: str | Path,
-    train_config: TrainConfig,
-    *,
-    conditional: bool = True,
-    settings: dict[str, Any] | None = None,
-    resume: bool = False,
-    on_event: EventCallback | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> TrainResult:
-    """Fit the gated PixelCNN prior to the code grids of a trained VQ-VAE folder.
-
-    settings: PriorConfig fields beyond K and the grid (e.g. hidden_channels); on resume
-    the folder's own prior settings are used. As for the VQ-VAE, everything is checked before
-    config.json gains the prior's settings, and a resume before the first save starts at step 0.
-    """
-    folder = Path(folder)
-    config, vqvae_training, data = ckpt.load_config(folder)[1:]
-    grids = grid_count(data, vqvae_training)
-    if train_config.batch_size > grids > 0:  # said before the grids are extracted and saved
-        raise TrainingError(f"batch size {train_config.batch_size} is larger than the {grids} code grids to train on")
-    saved = (folder / ckpt.PRIOR_STATE).exists()
-    if resume:
-        if not saved and (folder / ckpt.PRIOR).exists():
-            raise CheckpointError(f"{folder} has no {ckpt.PRIOR_STATE} to resume from")
-        prior_config, _ = ckpt.read_prior_settings(folder)
-    else:
-        if (folder / ckpt.PRIOR).exists():
-            raise TrainingError(f"{folder} already has a learned prior; resume it, or delete {ckpt.PRIOR} first")
-        classes = len(data.class_names) if conditional else 0
-        if conditional and classes == 0:
-            raise TrainingError(UNLABELLED)
-        h, w = config.latent_shape
-        prior_config = PriorConfig(config.quantizer.num_embeddings, h, w, classes, **(settings or {}))
-    fingerprint = ckpt.folder_fingerprint(folder)
-    codes = prepare_codes(folder, fingerprint)
-    if prior_config.num_classes and int(codes.train_labels.min()) < 0:
-        raise TrainingError(UNLABELLED)
-    torch.manual_seed(train_config.seed)
-    prior = GatedPixelCNN(prior_config)
-    labels = codes.train_labels if prior_config.num_classes else None
-    task = PriorTask(prior, codes.train, labels, train_config, fingerprint)
-    if not resume:
-        ckpt.update_config(folder, prior=to_dict(prior_config), prior_train=to_dict(train_config))
-    elif not saved:
-        log.info("the prior in %s was stopped before its first save: training it from step 0", folder)
-    return train_loop(
-        task, train_config, folder, resume=resume and saved, on_event=on_event, should_stop=should_stop
-    )
 
 
 class ClassifierTask(Task):

@@ -36,7 +36,17 @@ from pathlib import Path
 from queue import Empty
 from typing import Any
 
-from ..config import CLASSIFIER_STEPS, PRIOR_MINUTES, TrainConfig, VQVAEConfig, preset_with, prior_training, to_dict
+from ..config import (
+    CLASSIFIER_STEPS,
+    PRESETS,
+    PRIOR_MINUTES,
+    TrainConfig,
+    VQVAEConfig,
+    preset,
+    preset_with,
+    prior_training,
+    to_dict,
+)
 from ..errors import DataError, TrainingError
 from ..sources import check_source
 from .exposure import allowed_source, without_paths
@@ -45,6 +55,9 @@ from .run_child import MEMORY_LIMIT, discard, partial_folder, run_job
 from .sizes import check_loadable
 
 log = logging.getLogger(__name__)
+
+# The presets a run started from the app may train: one-level models (a VQ-VAE-2 trains from the command line)
+RUN_PRESETS = tuple(name for name in PRESETS if isinstance(preset(name).vqvae, VQVAEConfig))
 
 STATES = ("idle", "running", "stopping", "finished", "stopped", "failed")
 ACTIVE = ("running", "stopping")
@@ -122,6 +135,11 @@ def plan_run(settings: RunSettings, data_root: Path | None = None, uploads: Path
     on the server.
     """
     data = settings.data and allowed_source(settings.data, data_root, uploads)
+    if settings.preset in PRESETS and settings.preset not in RUN_PRESETS:
+        raise TrainingError(
+            f"preset {settings.preset!r} is a VQ-VAE-2, which trains from the command line: "
+            f"python -m vqvae train --preset {settings.preset} --out FOLDER"
+        )
     try:
         chosen = preset_with(
             settings.preset,

@@ -10,7 +10,9 @@ PixelCNN Decoders", written once, as convolutions:
 split into a vertical and a horizontal stack so there is no blind spot (section 2.2). h is a
 class label (a learned bias per class, equation 4); s a map of features at the grid's size
 (equation 5), another level's codes in VQ-VAE-2 (Razavi et al. 2019) or earlier frames', through
-1x1 convolutions U (the paper's V * s). Each is optional, set by its own PriorConfig field.
+1x1 convolutions U (the paper's V * s). Each is optional, set by its own PriorConfig field, as is a
+block of causal self-attention over the stacks' features before the output head (attention.py), as
+in VQ-VAE-2's top prior.
 
 The fast paths, the raster sampler (sampler.py) and the scorer without gradients (scoring.py),
 compute the same layers as matrix products; they take those matrices from the layer itself
@@ -28,6 +30,7 @@ from torch import nn
 from ..config import PriorConfig
 from ..numerics import settle_vector_maths
 from . import scoring
+from .attention import CausalSelfAttention
 from .draw import check_given, check_indices, check_sampling, generator, sample_categorical
 from .gate import gate
 from .sampler import RasterSampler
@@ -98,7 +101,7 @@ class GatedLayer(nn.Module):
         self.label_vertical = nn.Embedding(config.num_classes, 2 * c) if config.num_classes else None
         self.label_horizontal = nn.Embedding(config.num_classes, 2 * c) if config.num_classes else None
         # U * s of equation 5: the conditioning map through a 1x1 convolution, per layer and stack
-        m = config.condition_channels
+        m = condition_width(config)
         self.condition_vertical = nn.Conv2d(m, 2 * c, 1, bias=False) if m else None
         self.condition_horizontal = nn.Conv2d(m, 2 * c, 1, bias=False) if m else None
 
@@ -179,6 +182,30 @@ def _bias_last(
     return total + F.linear(condition.permute(0, 2, 3, 1), conv.weight.flatten(1))  # (n, h, w, M) -> (n, h, w, 2C)
 
 
+def condition_width(config: PriorConfig) -> int:
+    """Channels of the map the gated layers hear: the map's own, or the conditioning stack's."""
+    return config.hidden_channels if config.condition_layers else config.condition_channels
+
+
+class ConditionStack(nn.Module):
+    """s -> features of s at the grid's size, (B, M, h, w) -> (B, C, h, w): a 3x3 convolution and residual
+    3x3 convolutions, so that each position hears its neighbourhood of the map (VQ-VAE-2's bottom prior
+    reads the top codes through such a stack, Razavi et al. 2019, section 3.3). The map is known whole
+    before any code is drawn, so the stack need not be causal, and runs once per grid."""
+
+    def __init__(self, config: PriorConfig):
+        super().__init__()
+        c = config.hidden_channels
+        self.first = nn.Conv2d(config.condition_channels, c, 3, padding=1)
+        self.blocks = nn.ModuleList(nn.Conv2d(c, c, 3, padding=1) for _ in range(config.condition_layers - 1))
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        x = self.first(s)
+        for block in self.blocks:
+            x = x + block(F.relu(x))
+        return F.relu(x)
+
+
 class GatedPixelCNN(nn.Module):
     """p(z) = prod_t p(z_t | z_<t, label, s) over a code grid in raster order.
 
@@ -197,6 +224,10 @@ class GatedPixelCNN(nn.Module):
         widths = [config.embedding_dim] + [c] * (config.num_layers - 1)
         self.layers = nn.ModuleList(GatedLayer(w, config, first=i == 0) for i, w in enumerate(widths))
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(c, c, 1), nn.ReLU(), nn.Conv2d(c, config.num_embeddings, 1))
+        self.condition_stack = ConditionStack(config) if config.condition_layers else None
+        positions = config.latent_height * config.latent_width
+        heads = config.attention_heads
+        self.attention = CausalSelfAttention(c, heads, positions) if heads else None
 
     @property
     def num_embeddings(self) -> int:
@@ -213,7 +244,10 @@ class GatedPixelCNN(nn.Module):
         check_indices(indices, self.num_embeddings, self.latent_shape)
         condition = self._checked_inputs(labels, condition, indices.shape[0])
         x = self.embed(indices).permute(0, 3, 1, 2)  # (B, h, w, E) -> (B, E, h, w)
-        return self.head(self._horizontal(x, self._vertical(x, labels, condition), labels, condition))
+        features = self._horizontal(x, self._vertical(x, labels, condition), labels, condition)  # (B, C, h, w)
+        if self.attention is not None:
+            features = self.attention.over_grid(features)
+        return self.head(features)
 
     def log_prob(
         self, indices: torch.Tensor, labels: torch.Tensor | None = None, condition: torch.Tensor | None = None
@@ -262,13 +296,13 @@ class GatedPixelCNN(nn.Module):
         probabilities (temperature 1) of the codes, read off the logits the draw computed,
         so it equals `log_prob` of the grids without a second pass."""
         check_sampling(temperature, top_k, n)
-        condition = self._checked_inputs(labels, condition, n)
         given = check_given(given, n, self.num_embeddings, self.latent_shape)
         drawn_by = generator(seed)
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():
+                condition = self._checked_inputs(labels, condition, n)
                 return self._sample(given, labels, condition, temperature, top_k, drawn_by)
         finally:
             self.train(was_training)
@@ -338,7 +372,8 @@ class GatedPixelCNN(nn.Module):
     def _checked_inputs(
         self, labels: torch.Tensor | None, condition: torch.Tensor | None, batch: int
     ) -> torch.Tensor | None:
-        """Checks labels and the conditioning map against the config; returns the map at the grid's size."""
+        """Checks labels and the conditioning map against the config; returns the map at the grid's size,
+        through the conditioning stack when there is one: what every gated layer hears."""
         self._check_labels(labels, batch)
         channels = self.config.condition_channels
         if channels == 0:
@@ -352,9 +387,15 @@ class GatedPixelCNN(nn.Module):
                 f"condition must be float of shape ({batch}, {channels}, h, w), got {condition.dtype} "
                 f"{tuple(condition.shape)}"
             )
+        return self.hear(condition)
+
+    def hear(self, condition: torch.Tensor) -> torch.Tensor:
+        """The conditioning map (B, M, h', w') as every gated layer hears it: brought to the grid's size by
+        nearest neighbours, then through the conditioning stack when there is one. The fast paths
+        (sampler.py, scoring.py) take the map in this form."""
         if tuple(condition.shape[2:]) != self.latent_shape:
             condition = F.interpolate(condition, size=self.latent_shape, mode="nearest")
-        return condition
+        return condition if self.condition_stack is None else self.condition_stack(condition)
 
     def _check_labels(self, labels: torch.Tensor | None, batch: int) -> None:
         classes = self.config.num_classes

@@ -77,7 +77,7 @@ class RasterSampler:
         condition: torch.Tensor | None = None,
     ):
         """indices: (n, h, w) int64, the placeholders of positions not drawn yet included; labels and
-        condition as the model takes them (condition at the grid's size)."""
+        condition as the gated layers hear it (`GatedPixelCNN.hear`: at the grid's size, through any stack)."""
         layers = model.layers
         self.model, self.num_layers = model, len(layers)
         self.reach = r = layers[0].reach
@@ -110,6 +110,8 @@ class RasterSampler:
         self.head = model.head_matrices()
         self.embedding = model.embedding_matrix()  # (K, E)
         self.seen = torch.empty(height, width, n, model.num_embeddings, device=device)  # the logits at each position
+        self.attention = model.attention  # its keys and values of the positions drawn so far
+        self.attention_cache = None if self.attention is None else self.attention.new_cache(n, device)
 
     def start_row(self, i: int) -> None:
         """Run the vertical stack on row i-1, now complete, for each layer's link into row i."""
@@ -144,7 +146,10 @@ class RasterSampler:
             else:
                 torch.addmm(self.output_at[k - 1][j], self.gate_and_one[k], m.residual, out=self.output_at[k][j])
         head = self.head  # the head's 1x1 convs as matmuls
-        torch.mm(self.every_gate, self.skip, out=self.total).relu_()  # (n, C): the sum of the skips
+        torch.mm(self.every_gate, self.skip, out=self.total)  # (n, C): the sum of the skips
+        if self.attention is not None:
+            self.total.copy_(self.attention.step(self.total, i * self.width + j, self.attention_cache))
+        self.total.relu_()
         torch.addmm(head.hidden_bias, self.total, head.hidden, out=self.hidden).relu_()
         return torch.addmm(head.out_bias, self.hidden, head.out, out=self.seen[i, j])  # (n, C) -> (n, K)
 

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 def log_prob(
     model: GatedPixelCNN, indices: torch.Tensor, labels: torch.Tensor | None, condition: torch.Tensor | None
 ) -> torch.Tensor:
-    """indices (n, h, w) int64, labels and condition checked by the caller -> (n,) log p(z | label, s) in nats."""
+    """indices (n, h, w) int64 -> (n,) log p(z | label, s) in nats; labels and condition checked, and the
+    condition as the gated layers hear it (`GatedPixelCNN.hear`)."""
     n, h, w = indices.shape
     layers = model.layers
     r, c = layers[0].reach, model.config.hidden_channels
@@ -61,6 +62,8 @@ def log_prob(
             across = F.pad(out, (0, 0, r, 0))  # (n, h, w + r, C)
     skip = torch.cat([m.skip for m in matrices])  # (L*(C+1), C)
     total = gates.view(positions, -1) @ skip  # (n*h*w, C): the sum of every layer's skip path
+    if model.attention is not None:
+        total = model.attention(total.view(n, h * w, c)).reshape(positions, c)  # raster order, as forward's
     head = model.head_matrices()
     hidden_features = torch.addmm(head.hidden_bias, total.relu_(), head.hidden).relu_()
     logits = torch.addmm(head.out_bias, hidden_features, head.out)  # (n*h*w, K)

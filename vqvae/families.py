@@ -1,0 +1,53 @@
+"""The model families config.json may name (DESIGN.md, "Model families"): for each, the type of its
+settings, how they are read back from JSON, and the module they build. One loader (checkpoint.py) and
+one training loop (train.py) serve them all through this table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from torch import nn
+
+from .config import VQVAE2Config, VQVAEConfig, vqvae2_config_from_dict, vqvae_config_from_dict
+from .hierarchy import VQVAE2
+from .model import VQVAE
+
+ModelSettings = VQVAEConfig | VQVAE2Config
+Model = VQVAE | VQVAE2
+
+
+class Family(NamedTuple):
+    settings: type
+    from_dict: Callable[[Any], Any]  # config.json's section of the family's name -> its settings
+    model: Callable[[Any], nn.Module]
+
+
+FAMILIES = {
+    "vqvae": Family(VQVAEConfig, vqvae_config_from_dict, VQVAE),  # van den Oord et al. 2017
+    "vqvae2": Family(VQVAE2Config, vqvae2_config_from_dict, VQVAE2),  # Razavi et al. 2019
+}
+
+
+def family_of(config: ModelSettings) -> str:
+    """The name config.json gives the family of these settings."""
+    for name, family in FAMILIES.items():
+        if type(config) is family.settings:
+            return name
+    raise TypeError(f"no model family has settings of type {type(config).__name__}")
+
+
+def build_model(config: ModelSettings) -> Model:
+    """The untrained module these settings describe."""
+    return FAMILIES[family_of(config)].model(config)
+
+
+def level_names(model: Model) -> tuple[str | None, ...]:
+    """The names of a model's levels of codes, top first; (None,) for the one unnamed grid of a VQ-VAE."""
+    return model.level_names if isinstance(model, VQVAE2) else (None,)
+
+
+def level_key(metric: str, level: str | None) -> str:
+    """The name of a metric of one level in history.json and metrics.json: "top_perplexity", or
+    "perplexity" for the one level of a VQ-VAE."""
+    return metric if level is None else f"{level}_{metric}"
