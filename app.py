@@ -41,7 +41,7 @@ gr = import_gradio()  # before anything else imports gradio: see pages/gradio_im
 from starlette.middleware import Middleware  # noqa: E402
 
 from pages import atlas, codes, figures, reconstruct, sampling, training, usage  # noqa: E402
-from pages.common import Shared, explorers  # noqa: E402
+from pages.common import Shared, callback, explorers, level_choice  # noqa: E402
 from pages.guards import BodyLimit, KnownCalls, QueueDoor, SecurityHeaders, SketchBlobs, Uploads  # noqa: E402
 from pages.reconstruct import UPLOAD_TYPES  # noqa: E402
 from vqvae.app.catalog import Catalog, label  # noqa: E402
@@ -125,6 +125,10 @@ def build_app(
                 allow_custom_value=True,
             )
             refresh = gr.Button("↻", scale=0, min_width=40, elem_id="refresh-checkpoints")
+            # a VQ-VAE-2's levels (top, bottom): the pages where it matters show the chosen one
+            shared.level = gr.Radio(
+                [], value=None, label="level", visible=False, scale=0, min_width=240, elem_id="level"
+            )
             presenter = gr.Button("presenter view", scale=0, min_width=150, size="sm", elem_id="presenter-toggle")
         for title, page in PAGES.items():
             with gr.Tab(title, elem_id=f"tab-{page.__name__.split('.')[-1]}"):
@@ -138,6 +142,7 @@ def build_app(
         def listed() -> gr.Dropdown:
             return gr.Dropdown(choices=catalog.choices())
 
+        shared.on_checkpoint(callback(level_choice, shared), shared.picker, shared.level, show_progress="hidden")
         refresh.click(offered, shared.picker, shared.picker, api_visibility="private")
         # a run that finished since the page opened is offered as soon as the picker is opened; only the
         # list is renewed, so an answer that comes after the visitor's pick never puts the old value back

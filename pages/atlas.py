@@ -36,10 +36,10 @@ PROJECTION_NAMES = {"umap": "UMAP", "pca": "PCA"}
 COLOUR_BY = {"dominant class": "class", "alive / dead": "alive"}
 
 
-def open_atlas(shared: Shared, choice: str) -> tuple:
+def open_atlas(shared: Shared, choice: str, level: str | None = None) -> tuple:
     """Fit the page to the chosen checkpoint: its projections (and why UMAP is missing), K, and a code
     worth opening on (a busy one whose tile has the most contrast, not the black background code)."""
-    explorer = shared.explorer(choice)
+    explorer = shared.explorer(choice, level)
     names = sorted(explorer.analysis.projections, key=lambda name: name != "umap")
     options = [(PROJECTION_NAMES.get(name, name), name) for name in names]
     last = explorer.num_embeddings - 1
@@ -57,28 +57,31 @@ def open_atlas(shared: Shared, choice: str) -> tuple:
     )
 
 
-def atlas_figure(shared: Shared, choice: str, projection: str, colour_by: str, code: float | None) -> object:
-    explorer = shared.explorer(choice)
+def atlas_figure(
+    shared: Shared, choice: str, projection: str, colour_by: str, code: float | None, level: str | None = None
+) -> object:
+    explorer = shared.explorer(choice, level)
     usage = explorer.usage_summary()["counts"]
     colour = COLOUR_BY.get(colour_by, "class")
     if colour == "class" and not explorer.class_names:
         colour = "alive"
     selected = explorer.check_code(code) if code is not None else None
     xy = explorer.projection(projection).tolist()
-    name = PROJECTION_NAMES.get(projection, projection)
+    name = PROJECTION_NAMES.get(projection, projection) + (f", {explorer.level} level" if explorer.level else "")
     return atlas(xy, usage, explorer.dominant_class(), colour, explorer.class_names, selected, name)
 
 
-def code_details(shared: Shared, choice: str, code: float | None) -> tuple:
+def code_details(shared: Shared, choice: str, code: float | None, level: str | None = None) -> tuple:
     """What one code paints, the held-out patches it stands for, and its nearest codes (clickable)."""
     if code is None:  # the box is empty while someone types
         return (gr.skip(),) * 5
-    explorer = shared.explorer(choice)
+    explorer = shared.explorer(choice, level)
     info = explorer.code(code)
     names = explorer.class_names
     shares = ", ".join(f"{names[c]}: {n}" for c, n in enumerate(info.usage_by_class) if n > 0 and c < len(names))
     text = (
-        f"### code {info.code}\n{info.usage} held-out uses ({100 * info.usage_fraction:.2f}% of latents)"
+        f"### code {info.code}{_of(explorer.level)}\n"
+        f"{info.usage} held-out uses ({100 * info.usage_fraction:.2f}% of latents)"
         + (f"; by class {shares}" if shares else "")
         + ("\n\n**dead code**: no held-out latent chooses it" if info.usage == 0 else "")
         + "\n\n**nearest codes**, left to right: "
@@ -95,6 +98,10 @@ def code_details(shared: Shared, choice: str, code: float | None) -> tuple:
         info.nearest_tiles, [str(k) for k in info.nearest], NEAREST_COLUMNS, scale_at_least(side, PATCH_PIXELS)
     )
     return text, tile, exemplars, picture_file(strip.image), clickable_codes(strip, info.nearest)
+
+
+def _of(level: str | None) -> str:
+    return "" if level is None else f" of the {level} level"
 
 
 def build(shared: Shared) -> None:
@@ -124,7 +131,8 @@ def build(shared: Shared) -> None:
             layout = gr.State(None)
     opened = gr.State(None)  # the checkpoint the page's inputs were last fitted to
 
-    figure_inputs = [picker, projection, colour_by, code]
+    level = shared.level
+    figure_inputs = [picker, projection, colour_by, code, level]
     draw = callback(atlas_figure, shared)
     describe = callback(code_details, shared)
     details_outputs = [details, tile, exemplars, nearest, layout]
@@ -133,21 +141,23 @@ def build(shared: Shared) -> None:
     # checkpoint's own values set on open are followed by an explicit chain, so no two paths race. The chain
     # reads the checkpoint its inputs were fitted to (`opened`, set with them), not the picker: picked again
     # while the chain runs, the picker would pair the new checkpoint with the old one's projection or code.
-    shared.on_checkpoint(callback(open_atlas, shared), picker, [projection, why, code, opened]).success(
-        describe, [opened, code], details_outputs, **private
-    ).success(draw, [opened, projection, colour_by, code], plot, **private)
+    shared.on_checkpoint(
+        callback(open_atlas, shared), [picker, level], [projection, why, code, opened], levels=True
+    ).success(describe, [opened, code, level], details_outputs, **private).success(
+        draw, [opened, projection, colour_by, code, level], plot, **private
+    )
     projection.input(draw, figure_inputs, plot, api_name="atlas", concurrency_id=MODEL)
     colour_by.input(draw, figure_inputs, plot, **private)
     # a typed code, or a point clicked (pages/static/app.js types it in); a refused one shows its message
     # once and leaves the page as it was
     code.input(
         describe,
-        [picker, code],
+        [picker, code, level],
         details_outputs,
         api_name="atlas_select",
         concurrency_id=MODEL,
         trigger_mode="always_last",
     ).success(draw, figure_inputs, plot, **private)
     nearest.select(callback(code_clicked, shared), layout, code, **private).success(
-        describe, [picker, code], details_outputs, **private
+        describe, [picker, code, level], details_outputs, **private
     ).success(draw, figure_inputs, plot, **private)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import gradio as gr
 
 from .common import (
@@ -18,6 +20,9 @@ from .common import (
 )
 from .figures import code_grid
 
+if TYPE_CHECKING:
+    from vqvae.app.explorer import Explorer
+
 TEXT = r"""
 Every code $e_k$ of the codebook, shown as what the decoder paints around it: the mean of the decoded
 windows at its held-out uses (a code the held-out split never uses is shown decoded alone on a
@@ -32,10 +37,10 @@ SHEET_PAGE = 64  # codes a page: 8 x 8 tiles of TILE_PIXELS fit beside the edit 
 TILE_PIXELS = 64  # each tile at least this many pixels on screen
 
 
-def fit_inputs(shared: Shared, choice: str) -> tuple:
+def fit_inputs(shared: Shared, choice: str, level: str | None = None) -> tuple:
     """Fit the inputs to the chosen checkpoint (K, grid, held-out split) and start on a telling edit:
     a busy, high-contrast code put in place of the code held-out image 0 uses most."""
-    explorer = shared.explorer(choice)
+    explorer = shared.explorer(choice, level)
     last, (h, w) = explorer.num_embeddings - 1, explorer.latent_shape
     return (
         gr.Number(value=explorer.telling_code(), maximum=last, label=f"code to put in (0 to {last})"),
@@ -47,22 +52,24 @@ def fit_inputs(shared: Shared, choice: str) -> tuple:
     )
 
 
-def code_sheet(shared: Shared, choice: str, order: str, code: float | None) -> tuple:
+def code_sheet(shared: Shared, choice: str, order: str, code: float | None, level: str | None = None) -> tuple:
     """The page of the sheet that holds `code`, with that tile framed."""
-    return _sheet(shared, choice, order, None, code)
+    return _sheet(shared.explorer(choice, level), order, None, code)
 
 
-def turn_page(shared: Shared, choice: str, order: str, page: int, code: float | None) -> tuple:
-    return _sheet(shared, choice, order, page, code)
+def turn_page(
+    shared: Shared, choice: str, order: str, page: int, code: float | None, level: str | None = None
+) -> tuple:
+    return _sheet(shared.explorer(choice, level), order, page, code)
 
 
-def _sheet(shared: Shared, choice: str, order: str, page: int | None, code: float | None) -> tuple:
-    explorer = shared.explorer(choice)
+def _sheet(explorer: Explorer, order: str, page: int | None, code: float | None) -> tuple:
     scale = scale_at_least(explorer.analysis.tiles.shape[-1], TILE_PIXELS)
     sheet = explorer.sheet(ORDERS.get(order, order), SHEET_COLUMNS, page, SHEET_PAGE, code, scale)
     tiles = sheet.tiles
     layout = clickable_codes(tiles, sheet.order)
-    chosen = "" if code is None else f"**code {int(code)}** chosen ({explorer.code(code).usage} held-out uses). "
+    of = "" if explorer.level is None else f" of the {explorer.level} level"
+    chosen = "" if code is None else f"**code {int(code)}**{of} chosen ({explorer.code(code).usage} held-out uses). "
     shown = f"{chosen}Click a tile to choose another; page {sheet.page + 1} of {sheet.pages}."
     pages = gr.Radio(
         choices=_page_names(ORDERS.get(order, order), explorer.num_embeddings),
@@ -87,10 +94,19 @@ def show_fields(mode: str) -> tuple:
 
 
 def code_in_context(
-    shared: Shared, choice: str, index: float, mode: str, old: float, row: float, col: float, new: float
+    shared: Shared,
+    choice: str,
+    index: float,
+    mode: str,
+    old: float,
+    row: float,
+    col: float,
+    new: float,
+    level: str | None = None,
 ) -> tuple:
-    """Put code `new` into held-out image `index`: at (row, col), or wherever code `old` is."""
-    explorer = shared.explorer(choice)
+    """Put code `new` into held-out image `index`: at (row, col), or wherever code `old` is (in the grid of the
+    chosen level of a hierarchy, the other levels kept)."""
+    explorer = shared.explorer(choice, level)
     before = explorer.reconstruct_heldout(int(index))
     if mode == "one cell":
         edited = explorer.set_code(before.indices, int(row), int(col), new)
@@ -98,7 +114,7 @@ def code_in_context(
     else:
         edited = explorer.replace_code(before.indices, old, new)
         cell = None
-    after = explorer.decode(edited, before.image)
+    after = explorer.decode(edited, before.image, before.levels)
     changed = explorer.changed_cells(before.indices, edited)
     text = f"{len(changed)} of {edited.size} cells changed; PSNR against the input {before.psnr_db:.2f}"
     text += f" -> {after.psnr_db:.2f} dB"
@@ -157,7 +173,8 @@ def build(shared: Shared) -> None:
     draw = callback(code_sheet, shared)
     sheet_outputs = [sheet, layout, pages, chosen]
     decode = callback(code_in_context, shared)
-    inputs = [picker, index, mode, old, row, col, new]
+    level = shared.level
+    inputs = [picker, index, mode, old, row, col, new, level]
     context_outputs = [before, after, grid, summary]
     # The public names first: an event left unnamed takes its function's name, if still free.
     # Each path runs once per change: the page listens to what a person does (input, select), and the values
@@ -171,19 +188,21 @@ def build(shared: Shared) -> None:
         concurrency_id=MODEL,
         trigger_mode="always_last",
     )
-    order.input(draw, [picker, order, new], sheet_outputs, api_name="codebook_sheet", concurrency_id=MODEL)
+    order.input(draw, [picker, order, new, level], sheet_outputs, api_name="codebook_sheet", concurrency_id=MODEL)
     # the chain reads the checkpoint the inputs were fitted to (`opened`, set with them), not the picker, which
     # another pick could change before the chain ends (pairing the new checkpoint with the old one's codes)
     opened = gr.State(None)
-    shared.on_checkpoint(callback(fit_inputs, shared), picker, [new, old, row, col, index, opened]).success(
-        draw, [opened, order, new], sheet_outputs, **private
-    ).success(decode, [opened, *inputs[1:]], context_outputs, **private)
-    pages.input(callback(turn_page, shared), [picker, order, pages, new], sheet_outputs, **private)
+    shared.on_checkpoint(
+        callback(fit_inputs, shared), [picker, level], [new, old, row, col, index, opened], levels=True
+    ).success(draw, [opened, order, new, level], sheet_outputs, **private).success(
+        decode, [opened, *inputs[1:]], context_outputs, **private
+    )
+    pages.input(callback(turn_page, shared), [picker, order, pages, new, level], sheet_outputs, **private)
     mode.input(show_fields, mode, [every, one], api_visibility="private", show_progress="hidden")
     # a new code is framed on the sheet, then put in; a refused one says so once and changes nothing
-    new.input(draw, [picker, order, new], sheet_outputs, trigger_mode="always_last", **private).success(
+    new.input(draw, [picker, order, new, level], sheet_outputs, trigger_mode="always_last", **private).success(
         decode, inputs, context_outputs, **private
     )
     sheet.select(callback(code_clicked, shared), layout, new, **private).success(
-        draw, [picker, order, new], sheet_outputs, **private
+        draw, [picker, order, new, level], sheet_outputs, **private
     ).success(decode, inputs, context_outputs, **private)

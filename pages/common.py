@@ -51,10 +51,14 @@ class Shared:
     training: bool = True  # visitors may train (not in a public demo without a login)
     owners: bool = False  # a run is stopped only from the browser that started it (behind a login)
     picker: gr.Dropdown | None = None  # made by app.py, read by every page
+    level: gr.Radio | None = None  # a VQ-VAE-2's level the pages look at (app.py); hidden for one grid
     demo: gr.Blocks | None = None
 
-    def on_checkpoint(self, fn: Callable[..., Any], inputs: Any, outputs: Any, **options: Any) -> Any:
-        """Run fn when the page opens and whenever another checkpoint is picked.
+    def on_checkpoint(
+        self, fn: Callable[..., Any], inputs: Any, outputs: Any, levels: bool = False, **options: Any
+    ) -> Any:
+        """Run fn when the page opens and whenever another checkpoint is picked (and, with levels=True,
+        another level of a hierarchy).
 
         always_last: a checkpoint picked while the page's first answer is still being made runs fn
         again once that answer is in (Gradio's default for gr.on, "once", would drop the pick and
@@ -62,10 +66,20 @@ class Shared:
         options.setdefault("api_visibility", "private")
         options.setdefault("trigger_mode", "always_last")
         options.setdefault("concurrency_id", MODEL)
-        return gr.on([self.demo.load, self.picker.change], fn, inputs, outputs, **options)
+        triggers = [self.demo.load, self.picker.change] + ([self.level.change] if levels else [])
+        return gr.on(triggers, fn, inputs, outputs, **options)
 
-    def explorer(self, choice: str) -> Explorer:
-        return explorers(self.threads).open_explorer(self.catalog.resolve(choice))
+    def explorer(self, choice: str, level: str | None = None) -> Explorer:
+        """The chosen checkpoint, at `level` when it is a hierarchy with that level (else at its top level:
+        a level left from another checkpoint, before the level choice has followed the picker)."""
+        explorer = explorers(self.threads).open_explorer(self.catalog.resolve(choice))
+        return explorer.at(level) if level in explorer.levels else explorer
+
+
+def level_choice(shared: Shared, choice: str) -> gr.Radio:
+    """The level choice fitted to a checkpoint: a hierarchy's levels, its top one chosen; hidden for one grid."""
+    found = shared.explorer(choice).levels
+    return gr.Radio(choices=found, value=found[0] if found else None, visible=bool(found))
 
 
 @functools.cache

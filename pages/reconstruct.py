@@ -36,66 +36,76 @@ pick a cell, choose a code number, and see what the decoder makes of the change.
 """
 
 
-def _result(decoded: Decoded, reference: Any, cell: tuple[int, int] | None = None) -> tuple:
+def grid_title(level: str | None) -> str:
+    return GRID_TITLE if level is None else f"{GRID_TITLE}, {level} level"
+
+
+def _result(decoded: Decoded, reference: Any, cell: tuple[int, int] | None = None, level: str | None = None) -> tuple:
     psnr = f"**PSNR** {decoded.psnr_db:.2f} dB against the input" if decoded.psnr_db is not None else ""
-    state = {"indices": decoded.indices.tolist(), "reference": reference}
-    figure = code_grid(decoded.indices.tolist(), GRID_TITLE, highlight=cell)
+    levels = {level: grid.tolist() for level, grid in decoded.levels.items()}  # a hierarchy's every grid
+    state = {"indices": decoded.indices.tolist(), "reference": reference, "levels": levels}
+    figure = code_grid(decoded.indices.tolist(), grid_title(level), highlight=cell)
     return picture_file(show(decoded.reconstruction)), figure, psnr, state
 
 
-def _with_input(decoded: Decoded) -> tuple:
-    return (inline_image(decoded.image, "input", "input"), *_result(decoded, decoded.image))
+def _with_input(decoded: Decoded, level: str | None) -> tuple:
+    return (inline_image(decoded.image, "input", "input"), *_result(decoded, decoded.image, None, level))
 
 
-def reconstruct_heldout(shared: Shared, choice: str, index: float) -> tuple:
-    explorer = shared.explorer(choice)
+def reconstruct_heldout(shared: Shared, choice: str, index: float, level: str | None = None) -> tuple:
+    explorer = shared.explorer(choice, level)
     decoded = explorer.reconstruct_heldout(int(index))
     label = explorer.heldout_label(int(index))
-    return (*_with_input(decoded), f"held-out image {int(index)}" + (f", class {label}" if label else ""))
+    source = f"held-out image {int(index)}" + (f", class {label}" if label else "")
+    return (*_with_input(decoded, explorer.level), source)
 
 
-def reconstruct_upload(shared: Shared, choice: str, path: str | None) -> tuple:
+def reconstruct_upload(shared: Shared, choice: str, path: str | None, level: str | None = None) -> tuple:
     if not path:
         raise InputError("choose an image file first")
-    decoded = shared.explorer(choice).reconstruct_picture(read_image(path))
-    return (*_with_input(decoded), "your upload, fitted to the model's input")
+    explorer = shared.explorer(choice, level)
+    decoded = explorer.reconstruct_picture(read_image(path))
+    return (*_with_input(decoded, explorer.level), "your upload, fitted to the model's input")
 
 
-def reconstruct_drawing(shared: Shared, choice: str, drawing: dict | None) -> tuple:
+def reconstruct_drawing(shared: Shared, choice: str, drawing: dict | None, level: str | None = None) -> tuple:
     picture = (drawing or {}).get("composite")
     if picture is None:
         raise InputError("draw something first")
-    decoded = shared.explorer(choice).reconstruct_picture(from_array(picture))
-    return (*_with_input(decoded), "your drawing, fitted to the model's input")
+    explorer = shared.explorer(choice, level)
+    decoded = explorer.reconstruct_picture(from_array(picture))
+    return (*_with_input(decoded, explorer.level), "your drawing, fitted to the model's input")
 
 
-def pick_cell(shared: Shared, choice: str, state: dict | None, evt: gr.SelectData) -> tuple:
+def pick_cell(shared: Shared, choice: str, state: dict | None, level: str | None, evt: gr.SelectData) -> tuple:
     """A click on the reconstruction (x, y in display pixels) -> the grid cell under it."""
     if not state:
         raise InputError("reconstruct an image first")
-    explorer = shared.explorer(choice)
+    explorer = shared.explorer(choice, level)
     scale = display_scale(explorer.checkpoint.config.model.image_size)
     x, y = evt.index
     row, col = explorer.cell_at(x / scale, y / scale)
     code = state["indices"][row][col]
-    figure = code_grid(state["indices"], GRID_TITLE, highlight=(row, col))
+    figure = code_grid(state["indices"], grid_title(explorer.level), highlight=(row, col))
     return row, col, code, figure
 
 
-def edit_code(shared: Shared, choice: str, state: dict | None, row: float, col: float, code: float) -> tuple:
+def edit_code(
+    shared: Shared, choice: str, state: dict | None, row: float, col: float, code: float, level: str | None = None
+) -> tuple:
     if not state:
         raise InputError("reconstruct an image first")
-    explorer = shared.explorer(choice)
+    explorer = shared.explorer(choice, level)
     edited = explorer.set_code(state["indices"], int(row), int(col), explorer.check_code(code))
-    decoded = explorer.decode(edited, state["reference"])
-    return _result(decoded, state["reference"], (int(row), int(col)))
+    decoded = explorer.decode(edited, state["reference"], state.get("levels"))
+    return _result(decoded, state["reference"], (int(row), int(col)), explorer.level)
 
 
-def limits(shared: Shared, choice: str, index: float | None = 0) -> tuple:
+def limits(shared: Shared, choice: str, index: float | None = 0, level: str | None = None) -> tuple:
     """The inputs fitted to the chosen checkpoint: the held-out slider (kept where it was, if this split has
     that image) and the edit boxes to its split, grid and K; the words to what its pictures are (digits or
     images); the brush to its channels; and the checkpoint they were fitted to."""
-    explorer = shared.explorer(choice)
+    explorer = shared.explorer(choice, level)
     h, w = explorer.latent_shape
     fitting = explorer.fitting
     last = explorer.heldout_count - 1
@@ -183,11 +193,12 @@ def build(shared: Shared) -> None:
 
     outputs = [original, decoded, grid, psnr, state, source]
     heldout = callback(reconstruct_heldout, shared)
-    heldout_button.click(heldout, [picker, index], outputs, api_name="reconstruct_heldout", concurrency_id=MODEL)
+    level = shared.level
+    heldout_button.click(heldout, [picker, index, level], outputs, api_name="reconstruct_heldout", concurrency_id=MODEL)
     # the page follows its slider: the last position wins while it moves
     index.change(
         heldout,
-        [picker, index],
+        [picker, index, level],
         outputs,
         api_visibility="private",
         concurrency_id=MODEL,
@@ -196,26 +207,26 @@ def build(shared: Shared) -> None:
     )
     upload_button.click(
         callback(reconstruct_upload, shared),
-        [picker, upload],
+        [picker, upload, level],
         outputs,
         api_name="reconstruct_upload",
         concurrency_id=MODEL,
     )
     sketch_button.click(
         callback(reconstruct_drawing, shared),
-        [picker, sketch],
+        [picker, sketch, level],
         outputs,
         api_name="reconstruct_drawing",
         concurrency_id=MODEL,
     )
     decoded.select(
         callback(pick_cell, shared),
-        [picker, state],
+        [picker, state, level],
         [row, col, code, grid],
         api_visibility="private",
         concurrency_id=MODEL,
     )
-    edit_inputs = [picker, state, row, col, code]
+    edit_inputs = [picker, state, row, col, code, level]
     edit_button.click(
         callback(edit_code, shared),
         edit_inputs,
@@ -228,6 +239,6 @@ def build(shared: Shared) -> None:
     # another pick could change before the chain ends (pairing the new checkpoint with the old one's index)
     opened = gr.State(None)
     fitted = [index, row, col, code, heldout_tab, caption, sketch, opened]
-    shared.on_checkpoint(callback(limits, shared), [picker, index], fitted).then(
-        heldout, [opened, index], outputs, api_visibility="private", concurrency_id=MODEL
+    shared.on_checkpoint(callback(limits, shared), [picker, index, level], fitted, levels=True).then(
+        heldout, [opened, index, level], outputs, api_visibility="private", concurrency_id=MODEL
     )

@@ -102,7 +102,7 @@ def bits_table(explorer: Explorer, drawn: dict) -> str:
         if name not in drawn:
             rows.append(f"| {TITLES[name]} | not in this checkpoint | | | |")
             continue
-        held_out, latents = explorer.heldout_bits[name], drawn[name].indices[0].size
+        held_out, latents = explorer.heldout_bits[name], explorer.priors[name].latents  # every level's
         samples = drawn[name].bits_per_latent
         rows.append(
             f"| {TITLES[name]} | {held_out:.2f} | {held_out * latents:.0f} | {samples:.2f} | {samples * latents:.0f} |"
@@ -143,18 +143,29 @@ def _settings(explorer: Explorer, label: str | None, temperature: float, seed: f
 
 
 def _player(explorer: Explorer, frames: Frames, title: str) -> dict[str, Any]:
-    """Everything the browser needs to play the frames: JSON of plain lists, pictures as data: URLs."""
-    final = frames.indices[-1]  # (h, w)
-    codes = sorted({*frames.top_codes.ravel().tolist(), *final.ravel().tolist()})
+    """Everything the browser needs to play the frames: JSON of plain lists, pictures as data: URLs. A
+    hierarchy's levels are drawn in stages, top first, each with its grid and its codes' tiles."""
+    stages = []
+    for stage in frames.stages:
+        steps = slice(stage.start, stage.start + stage.grid.size)
+        codes = sorted({*frames.top_codes[steps].ravel().tolist(), *stage.grid.ravel().tolist()})
+        tiles = explorer.at(stage.level).tiles(codes)
+        stages.append(
+            {
+                "level": stage.level,
+                "start": stage.start,  # frame t shows the stage's first t - start cells, in raster order
+                "grid": stage.grid.tolist(),
+                "tiles": {str(k): _data_url(tile) for k, tile in zip(codes, tiles)},
+            }
+        )
     return {
         "title": title,
         "num_embeddings": explorer.num_embeddings,
-        "grid": final.tolist(),  # frame t shows its first t cells, in raster order
+        "stages": stages,
         "frames": [_data_url(image) for image in frames.images],
         "top_codes": frames.top_codes.tolist(),
         "top_probs": [[round(p, 4) for p in row] for row in frames.top_probs.tolist()],
         "drawn_probs": [round(p, 4) for p in frames.drawn_probs.tolist()],
-        "tiles": {str(k): _data_url(tile) for k, tile in zip(codes, explorer.tiles(codes))},
     }
 
 

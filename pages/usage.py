@@ -17,14 +17,15 @@ held-out latent: it costs memory and teaches the decoder nothing.
 HISTORY_KEYS = ("perplexity", "codes_used")
 
 
-def show_usage(shared: Shared, choice: str) -> tuple:
-    explorer = shared.explorer(choice)
+def show_usage(shared: Shared, choice: str, level: str | None = None) -> tuple:
+    explorer = shared.explorer(choice, level)
     summary = explorer.usage_summary()
     order = explorer.usage_order()
     counts = summary["counts"]
     k = summary["num_embeddings"]
+    of_level = f"the {explorer.level} level's " if explorer.level else ""
     stats = (
-        f"**K** = {k} codes · **used** on the held-out split: {summary['codes_used']} "
+        f"{of_level.capitalize()}**K** = {k} codes · **used** on the held-out split: {summary['codes_used']} "
         f"({100 * summary['codes_used'] / k:.1f}%) · **dead**: {summary['dead_codes']} · "
         f"**perplexity** {summary['perplexity']:.1f} of at most {k} · {summary['latents']:,} latents counted"
     )
@@ -36,12 +37,17 @@ def show_usage(shared: Shared, choice: str) -> tuple:
         else note("no class labels in this checkpoint's data: nothing to split by class")
     )
     history = explorer.history
+    keys = tuple(key if explorer.level is None else f"{explorer.level}_{key}" for key in HISTORY_KEYS)
     training = (
-        curves(history, HISTORY_KEYS, "Perplexity and codes used during training", k, "codes")
+        curves(history, keys, f"Perplexity and codes used during training{_of(explorer.level)}", k, "codes")
         if history
         else note("no training history saved with this checkpoint")
     )
     return stats, bars, classes, training
+
+
+def _of(level: str | None) -> str:
+    return "" if level is None else f", {level} level"
 
 
 def build(shared: Shared) -> None:
@@ -52,5 +58,10 @@ def build(shared: Shared) -> None:
     training = gr.Plot(show_label=False, elem_id="usage-training")
     outputs = [stats, bars, classes, training]
     shared.on_checkpoint(
-        callback(show_usage, shared), shared.picker, outputs, api_name="usage", api_visibility="public"
+        callback(show_usage, shared),
+        [shared.picker, shared.level],
+        outputs,
+        levels=True,
+        api_name="usage",
+        api_visibility="public",
     )

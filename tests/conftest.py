@@ -90,3 +90,20 @@ def colour_checkpoint(app_server, colour_run):
 
     shutil.copytree(colour_run, app_server.runs_dir / "colour")
     return "runs/colour"
+
+
+@pytest.fixture(scope="session")
+def levels_checkpoint(app_server):
+    """A tiny VQ-VAE-2 (digits-tiny-2level: a 2x2 top grid over a 4x4 bottom grid) with a class-conditional
+    prior per level, its classifier and a PCA analysis, in the app's picker as runs/levels."""
+    import dataclasses
+
+    from vqvae.config import prior_training
+    from vqvae.jobs import Job, PriorJob, run
+
+    chosen = preset("digits-tiny-2level")
+    train = dataclasses.replace(chosen.train, steps=150, minutes=None)
+    small = {"hidden_channels": 16, "embedding_dim": 16, "num_layers": 3}
+    prior = PriorJob(prior_training("digits", steps=60), small, classifier_steps=100)
+    run(Job(app_server.runs_dir / "levels", vqvae=chosen.vqvae, train=train, with_umap=False, prior=prior))
+    return "runs/levels"

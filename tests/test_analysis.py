@@ -24,6 +24,7 @@ from vqvae.analysis import (
 from vqvae.config import preset
 from vqvae.data import load_split
 from vqvae.errors import CheckpointError
+from vqvae.levels import LevelView
 from vqvae.model import VQVAE
 from vqvae.train import train_vqvae
 
@@ -37,7 +38,7 @@ def trained(tmp_path_factory):
     tiny = preset("digits-tiny")
     folder = tmp_path_factory.mktemp("analysis") / "run"
     train_vqvae(tiny.vqvae, dataclasses.replace(tiny.train, steps=60), folder)
-    return folder, analyse_checkpoint(folder, with_umap=False)
+    return folder, analyse_checkpoint(folder, with_umap=False)[None]
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +169,7 @@ def test_background_code_is_the_commonest_corner_code():
 
 def test_exemplars_are_heldout_patches_of_their_code_nearest_first(analysis, model, heldout):
     cell = 8 // 4
-    assert tile_size(model) == 3 * cell
+    assert tile_size(LevelView(model)) == 3 * cell
     with torch.no_grad():
         z_e = model.encoder(heldout.images)  # (M, D, h, w)
     distance = torch.cdist(z_e.permute(0, 2, 3, 1).reshape(-1, z_e.shape[1]), model.quantizer.codebook.detach())

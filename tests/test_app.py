@@ -231,16 +231,18 @@ def test_sampling_three_priors_side_by_side(client):
 
 def test_step_by_step_sampling_sends_every_step_at_once_and_ends_with_a_full_grid(client):
     player = client.predict(SHIPPED, "7", 1.0, 0, api_name="/sample_steps")
-    grid = np.array(player["grid"])
+    (stage,) = player["stages"]  # one grid: one stage, from step 0
+    assert stage["level"] is None and stage["start"] == 0
+    grid, tiles = np.array(stage["grid"]), stage["tiles"]
     assert grid.shape == (7, 7) and grid.min() >= 0 and grid.max() < 512  # every cell drawn
     assert len(player["frames"]) == 50  # the empty grid, then one frame per code drawn
     assert len(player["top_codes"]) == len(player["top_probs"]) == len(player["drawn_probs"]) == 49
     first, last = inline_picture(player["frames"][0]), inline_picture(player["frames"][-1])
     assert first.shape == last.shape == (28, 28) and not np.array_equal(first, last)
     for t, code in enumerate(grid.ravel().tolist()):  # every code drawn or offered has its tile
-        assert {str(code), *map(str, player["top_codes"][t])} <= set(player["tiles"])
+        assert {str(code), *map(str, player["top_codes"][t])} <= set(tiles)
         assert player["drawn_probs"][t] <= player["top_probs"][t][0] + 1e-4
-    assert inline_picture(player["tiles"][str(grid[0, 0])]).shape == (12, 12)
+    assert inline_picture(tiles[str(grid[0, 0])]).shape == (12, 12)
     assert "class 7" in player["title"] and "seed 0" in player["title"]
     assert client.predict(SHIPPED, "7", 1.0, 0, api_name="/sample_steps") == player  # same seed, same steps
 

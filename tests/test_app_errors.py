@@ -30,14 +30,14 @@ def error_event(app_server, name: str, data: list) -> str:
 def broken_explorer(monkeypatch):
     """Opening any checkpoint fails as a bug would, with a path in its message."""
 
-    def explode(self, choice):
+    def explode(self, choice, level=None):
         raise RuntimeError(f"could not map {SECRET}")
 
     monkeypatch.setattr(Shared, "explorer", explode)
 
 
 def test_an_unexpected_error_in_a_callback_shows_a_short_note_and_no_details(app_server, broken_explorer):
-    shown = json.loads(error_event(app_server, "reconstruct_heldout", [SHIPPED, 3]))["error"]
+    shown = json.loads(error_event(app_server, "reconstruct_heldout", [SHIPPED, 3, None]))["error"]
     assert shown == "reconstruct_heldout failed unexpectedly (RuntimeError); see the server log"
     with pytest.raises(AppError) as raised:
         Client(app_server.url, verbose=False).predict(SHIPPED, "7", 1.0, 0, api_name="/sample_steps")
@@ -66,8 +66,8 @@ def test_an_error_before_our_code_runs_shows_nothing_of_it(app_server, name, dat
     "name, data, message",
     [
         ("sample", [SHIPPED, "eleven", 1.0, 16, 0], "class 'eleven' does not exist"),
-        ("reconstruct_heldout", ["/etc", 0], "not one of the checkpoints"),
-        ("reconstruct_heldout", [SHIPPED, 10**6], f"greater than maximum value {HELDOUT_LAST}"),  # from Gradio
+        ("reconstruct_heldout", ["/etc", 0, None], "not one of the checkpoints"),
+        ("reconstruct_heldout", [SHIPPED, 10**6, None], f"greater than maximum value {HELDOUT_LAST}"),  # from Gradio
     ],
 )
 def test_our_own_errors_are_shown_in_our_words(app_server, name, data, message):

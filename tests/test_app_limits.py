@@ -116,7 +116,7 @@ def test_no_call_skips_the_queue(app_server):
     """Gradio's /run/NAME routes run a call at once, past the queue's size and concurrency limits."""
     for route in ("run", "api"):
         response = httpx.post(
-            f"{app_server.url}gradio_api/{route}/reconstruct_heldout", json={"data": [SHIPPED, 3]}, timeout=30
+            f"{app_server.url}gradio_api/{route}/reconstruct_heldout", json={"data": [SHIPPED, 3, None]}, timeout=30
         )
         assert response.status_code != 200 and "event_id" not in response.text
 
@@ -124,7 +124,7 @@ def test_no_call_skips_the_queue(app_server):
 async def _crowd_call(http: httpx.AsyncClient, base: str, fn_index: int, index: int) -> tuple[int, str, bool]:
     """One held-out reconstruction through the queue: (join status, why it was refused, answered)."""
     session = uuid.uuid4().hex[:11]
-    body = {"data": [SHIPPED, index], "fn_index": fn_index, "session_hash": session, "event_data": None}
+    body = {"data": [SHIPPED, index, None], "fn_index": fn_index, "session_hash": session, "event_data": None}
     joined = await http.post(f"{base}gradio_api/queue/join", json=body)
     if joined.status_code != 200:
         return joined.status_code, joined.json().get("detail", ""), False
@@ -155,7 +155,7 @@ def test_a_crowd_past_the_queue_is_refused_at_once_and_the_rest_answered(app_ser
     assert len(refusals) >= crowd - app.QUEUE_SIZE - app.CALLS_AT_ONCE  # a few may finish before the last join
     assert set(refusals) == {QUEUE_FULL}  # refused at our door, not by Gradio after its checks (how fast: bench)
     assert all(answered for status, _, answered in outcomes if status == 200)
-    one = httpx.post(f"{base}gradio_api/call/reconstruct_heldout", json={"data": [SHIPPED, 1]}, timeout=30)
+    one = httpx.post(f"{base}gradio_api/call/reconstruct_heldout", json={"data": [SHIPPED, 1, None]}, timeout=30)
     assert one.status_code == 200  # the server serves again
 
 
@@ -174,7 +174,7 @@ def test_the_queue_keeps_no_record_of_past_calls(app_server):
     after every call."""
     with httpx.Client(timeout=30) as http:
         for index in range(3):
-            event = http.post(f"{app_server.url}gradio_api/call/reconstruct_heldout", json={"data": [SHIPPED, index]})
+            event = http.post(f"{app_server.url}gradio_api/call/reconstruct_heldout", json={"data": [SHIPPED, index, None]})
             http.get(f"{app_server.url}gradio_api/call/reconstruct_heldout/{event.json()['event_id']}")
     queue = app_server.demo._queue
     assert len(queue.event_analytics) <= 1 and queue.cached_event_analytics_summary == {"functions": {}}

@@ -150,9 +150,9 @@ def test_a_checkpoint_picked_before_the_first_answer_is_the_one_every_page_shows
     one (slow here: the app runs in this process), gets the pages of the one the picker names."""
     opened = Shared.explorer
 
-    def slowly(shared, choice):
+    def slowly(shared, choice, level=None):
         time.sleep(2.0 if choice == SHIPPED else 0)
-        return opened(shared, choice)
+        return opened(shared, choice, level)
 
     monkeypatch.setattr(Shared, "explorer", slowly)
     page = open_page(browser, app_server.url)

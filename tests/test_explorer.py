@@ -250,7 +250,7 @@ def test_heldout_bits_of_the_three_priors(explorer):
     assert set(bits) == {"uniform", "unigram", "learned"}
     assert abs(bits["uniform"] - math.log2(K)) < 1e-4
     assert bits["unigram"] < bits["uniform"] and bits["learned"] < bits["uniform"]
-    unigram = explorer.priors["unigram"]
+    unigram = explorer.priors["unigram"].priors[None]  # the one grid's
     expected = -unigram.log_prob(explorer.analysis.indices).mean() / (H * W * math.log(2))
     assert bits["unigram"] == pytest.approx(float(expected), rel=1e-5)
 
@@ -271,10 +271,12 @@ def test_sampling_is_reproducible_by_seed(explorer, prior):
 
 def test_the_learned_prior_samples_with_the_priors_own_draw(explorer):
     samples = explorer.sample("learned", 4, label=7, temperature=0.8, seed=9)
-    direct = explorer.priors["learned"].sample(4, labels=torch.full((4,), 7), temperature=0.8, seed=9)
+    direct = explorer.priors["learned"].priors[None].sample(4, labels=torch.full((4,), 7), temperature=0.8, seed=9)
     assert np.array_equal(samples.indices, direct.numpy())
     with torch.no_grad():
-        expected = -explorer.priors["learned"].log_prob(direct, torch.full((4,), 7)).mean() / (H * W * math.log(2))
+        expected = -explorer.priors["learned"].priors[None].log_prob(direct, torch.full((4,), 7)).mean() / (
+            H * W * math.log(2)
+        )
     assert samples.bits_per_latent == pytest.approx(float(expected), rel=1e-5)
 
 
@@ -332,7 +334,7 @@ def test_sample_frames_fill_the_grid_in_raster_order(explorer):
         drawn = frame.reshape(-1) >= 0
         assert np.array_equal(drawn, np.arange(steps) < t)  # exactly the first t positions
         assert np.array_equal(frame.reshape(-1)[drawn], last[:t])
-    grid = explorer.priors["learned"].sample(1, labels=torch.tensor([4]), temperature=1.0, seed=3)
+    grid = explorer.priors["learned"].priors[None].sample(1, labels=torch.tensor([4]), temperature=1.0, seed=3)
     assert np.array_equal(frames.indices[-1], grid[0].numpy())
     with torch.no_grad():
         decoded = explorer.model.decode_indices(grid).clamp(0, 1)
@@ -351,7 +353,7 @@ def test_each_step_records_the_probability_of_the_code_it_drew(explorer):
     frames = explorer.sample_frames(label=4, temperature=1.0, seed=3)
     drawn = torch.as_tensor(frames.indices[-1])[None]  # (1, h, w)
     with torch.no_grad():
-        probs = explorer.priors["learned"](drawn, torch.tensor([4])).softmax(1)[0]  # (K, h, w)
+        probs = explorer.priors["learned"].priors[None](drawn, torch.tensor([4])).softmax(1)[0]  # (K, h, w)
     expected = probs.gather(0, drawn).reshape(-1).numpy()
     assert frames.drawn_probs.shape == (H * W,) and np.allclose(frames.drawn_probs, expected)
     assert (frames.drawn_probs <= frames.top_probs[:, 0] + 1e-6).all()

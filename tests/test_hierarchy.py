@@ -3,15 +3,18 @@ priors per level, on the tiny two-level preset (8x8 digits: a 2x2 top grid over 
 
 import dataclasses
 import json
+import math
 import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from vqvae import checkpoint as ckpt
+from vqvae.analysis import analyse_checkpoint, load_level_analysis
 from vqvae.ancestral import LevelDraw, condition_map, level_log_probs, sample_levels
 from vqvae.config import TrainConfig, VQVAE2Config, preset, vqvae2_config_from_dict
 from vqvae.errors import CheckpointError, TrainingError
@@ -289,3 +292,127 @@ def test_the_command_line_trains_a_prior_per_level_samples_the_hierarchy_and_eva
     assert bad.returncode == 2 and "one for each of the 2 levels" in bad.stderr
     measured = json.loads(vqvae("evaluate", folder, "--json").stdout)
     assert measured["prior"]["learned_levels"] == ["top", "bottom"] and "learned_sample_accuracy" in measured["prior"]
+
+
+# --- what the app shows, per level
+
+
+def test_the_analysis_has_every_levels_usage_projection_and_tiles(priors_folder, tmp_path):
+    folder = copy(priors_folder, tmp_path)
+    analyses = analyse_checkpoint(folder, with_umap=False)
+    assert list(analyses) == ["top", "bottom"]
+    top, bottom = analyses["top"], analyses["bottom"]
+    assert top.indices.shape[1:] == (2, 2) and bottom.indices.shape[1:] == (4, 4)
+    assert int(top.usage.sum()) == len(top.images) * 4 and int(bottom.usage.sum()) == len(bottom.images) * 16
+    assert top.tiles.shape[-1] == 8 and bottom.tiles.shape[-1] == 6  # three cells of each level's grid
+    assert top.images is bottom.images or torch.equal(top.images, bottom.images)
+    model = ckpt.load_checkpoint(folder).model
+    loaded = load_level_analysis(folder, model)
+    for level in ("top", "bottom"):
+        assert torch.equal(loaded[level].indices, analyses[level].indices)
+        assert torch.equal(loaded[level].tiles, analyses[level].tiles)
+    with torch.no_grad():
+        assert torch.equal(model.encode(top.images.float() / 255)[0], top.indices)
+    tensors, metadata = ckpt.read_tensors(folder / ckpt.WEIGHTS)
+    tensors["quantizers.1.embedding"] = tensors["quantizers.1.embedding"] * 2
+    ckpt.write_tensors(folder / ckpt.WEIGHTS, tensors, metadata)
+    with pytest.raises(CheckpointError, match="made from another codebook"):
+        load_level_analysis(folder, ckpt.load_checkpoint(folder).model)
+
+
+@pytest.fixture(scope="module")
+def explored(priors_folder, tmp_path_factory):
+    from vqvae.app.explorer import Explorer
+
+    folder = tmp_path_factory.mktemp("explored") / "run"
+    shutil.copytree(priors_folder, folder)
+    analyse_checkpoint(folder, with_umap=False)
+    return Explorer(folder)
+
+
+def test_the_explorer_sees_a_hierarchy_level_by_level(explored):
+    from vqvae.errors import InputError
+
+    assert explored.levels == ["top", "bottom"] and explored.level == "top"
+    bottom = explored.at("bottom")
+    assert explored.latent_shape == (2, 2) and bottom.latent_shape == (4, 4)
+    assert bottom.analysis.indices.shape[1:] == (4, 4) and explored.at("top") is explored
+    with pytest.raises(InputError, match="no level 'middle'; the levels are top, bottom"):
+        explored.at("middle")
+    seen_top, seen_bottom = explored.reconstruct_heldout(3), bottom.reconstruct_heldout(3)
+    assert np.array_equal(seen_top.reconstruction, seen_bottom.reconstruction)
+    assert np.array_equal(seen_top.indices, seen_top.levels["top"]) and seen_top.indices.shape == (2, 2)
+    assert np.array_equal(seen_bottom.indices, seen_top.levels["bottom"])
+
+
+def test_a_cell_of_either_grid_is_edited_with_the_other_level_kept(explored):
+    from vqvae.errors import InputError
+
+    bottom = explored.at("bottom")
+    before = bottom.reconstruct_heldout(0)
+    edited = bottom.set_code(before.indices, 1, 2, (int(before.indices[1, 2]) + 1) % 32)
+    after = bottom.decode(edited, before.image, before.levels)
+    with torch.no_grad():
+        grids = [torch.as_tensor(before.levels["top"])[None], torch.as_tensor(edited)[None]]
+        expected = explored.model.decode_indices(grids).clamp(0, 1)[0].permute(1, 2, 0).mul(255).round().byte()
+    assert np.array_equal(after.reconstruction, expected.numpy())
+    assert np.array_equal(after.levels["top"], before.levels["top"]) and np.array_equal(after.indices, edited)
+    top_edit = explored.set_code(before.levels["top"], 0, 0, 5)
+    assert np.array_equal(explored.decode(top_edit, None, before.levels).levels["bottom"], before.levels["bottom"])
+    with pytest.raises(InputError, match="decodes every level's grid together"):
+        bottom.decode(edited)
+    with pytest.raises(InputError, match=r"a top code grid must be \(2, 2\)"):
+        bottom.decode(edited, None, {"top": np.zeros((4, 4))})
+
+
+def test_the_explorer_samples_the_hierarchy_under_each_prior(explored):
+    from vqvae.errors import InputError
+
+    drawn = explored.compare(4, label=2, seed=1)
+    assert list(drawn) == ["uniform", "unigram", "learned"]
+    for samples in drawn.values():
+        assert samples.images.shape == (4, 8, 8, 1) and samples.indices.shape == (4, 2, 2)
+        assert math.isfinite(samples.bits_per_latent) and samples.bits_per_latent > 0
+    again = explored.at("bottom").sample("learned", 4, label=2, seed=1)
+    assert np.array_equal(again.images, drawn["learned"].images) and again.indices.shape == (4, 4, 4)
+    bits = explored.heldout_bits
+    assert bits["uniform"] == pytest.approx(5.0) and bits["learned"] < bits["uniform"]
+    with pytest.raises(InputError, match="no cheap prior"):
+        explored.sample("cheap", 2)
+
+
+def test_a_sample_is_drawn_step_by_step_the_top_grid_first_then_the_bottom(explored):
+    frames = explored.sample_frames(label=3, temperature=1.0, seed=2)
+    top, bottom = frames.stages
+    assert (top.level, top.start, top.grid.shape) == ("top", 0, (2, 2))
+    assert (bottom.level, bottom.start, bottom.grid.shape) == ("bottom", 4, (4, 4))
+    assert frames.images.shape == (4 + 16 + 1, 8, 8, 1) and frames.top_codes.shape == (20, 5)
+    assert (frames.indices[:5] == -1).all() and np.array_equal(frames.indices[-1], bottom.grid)
+    assert (frames.indices[4 + 7].reshape(-1) >= 0).sum() == 7  # seven bottom codes drawn after the four top ones
+    drawn = explored.sample("learned", 1, label=3, temperature=1.0, seed=2)
+    assert np.array_equal(frames.images[-1], drawn.images[0]) and np.array_equal(top.grid, drawn.indices[0])
+    assert (frames.drawn_probs <= frames.top_probs[:, 0] + 1e-6).all()
+
+
+def test_the_levels_study_decodes_each_level_alone_swapped_and_resampled(priors_folder):
+    from vqvae.app.levels import study_levels
+    from vqvae.data import load_split
+
+    model = ckpt.load_checkpoint(priors_folder).model
+    priors = load_level_priors(priors_folder, model)
+    test = load_split("digits", 8, 1).test
+    x, donor, label = test.images[:1], test.images[1:2], test.labels[:1]
+    study = study_levels(model, priors, x, donor, label, resamples=3, seed=5)
+    assert study.image.shape == study.both.shape == study.top_alone.shape == study.swapped.shape == (8, 8, 1)
+    assert study.resampled.shape == (3, 8, 8, 1)
+    assert [f.level for f in study.levels] == ["top", "bottom"]
+    assert [f.grid.shape for f in study.levels] == [(2, 2), (4, 4)]
+    assert all(f.bits_per_latent is not None and 0 < f.bits_per_latent for f in study.levels)
+    with torch.no_grad():
+        grids = model.encode(x)
+        swapped = model.decode_indices([model.encode(donor)[0], grids[1]]).clamp(0, 1)
+        both = model.decode_indices(grids).clamp(0, 1)
+    assert study.psnr_db["both"] == pytest.approx(10 * math.log10(1 / float((both - x).pow(2).mean())))
+    assert np.array_equal(study.swapped[..., 0], (swapped[0, 0] * 255).round().byte().numpy())
+    again = study_levels(model, priors, x, donor, label, resamples=3, seed=5)
+    assert np.array_equal(again.resampled, study.resampled)

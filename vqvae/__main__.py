@@ -370,9 +370,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_analyse(args: argparse.Namespace) -> int:
     from .analysis import analyse_checkpoint
 
-    analysis = analyse_checkpoint(args.checkpoint, with_umap=not args.no_umap)
-    projections = " and ".join(analysis.projections)
-    print(f"wrote {args.checkpoint / ANALYSIS} ({projections}; {len(analysis.images)} held-out images)")
+    analyses = analyse_checkpoint(args.checkpoint, with_umap=not args.no_umap)
+    first = next(iter(analyses.values()))
+    projections = " and ".join(first.projections)
+    levels = "" if None in analyses else f" of each level ({', '.join(analyses)})"
+    print(f"wrote {args.checkpoint / ANALYSIS} ({projections}{levels}; {len(first.images)} held-out images)")
     return 0
 
 

@@ -10,6 +10,9 @@ import torch
 
 from . import checkpoint as ckpt
 from .config import PRIORS, VQVAEConfig
+from .families import Codes, Model
+from .files import prior_file
+from .hierarchy import VQVAE2
 from .prior import Prior, UniformPrior, UnigramPrior
 
 
@@ -34,3 +37,25 @@ def prior_named(
     if name == "learned":
         return ckpt.load_prior(folder, fingerprint=fingerprint)
     raise ValueError(f"unknown prior {name!r}; choose one of {PRIORS}")
+
+
+def level_priors_to_compare(folder: Path, model: Model, train: Codes) -> dict[str, dict[str | None, Prior]]:
+    """For every level of the model (its one grid: the key None), top first: the uniform prior, the unigram
+    prior of that level's training codes `train`, and, when the folder has every level's, the learned prior."""
+    if not isinstance(model, VQVAE2):
+        fingerprint = ckpt.model_fingerprint(model)
+        return {
+            name: {None: prior}
+            for name, prior in priors_to_compare(folder, model.config, train[None], fingerprint).items()
+        }
+    k = model.num_embeddings
+    compared: dict[str, dict[str | None, Prior]] = {
+        "uniform": {level: UniformPrior(k, shape) for level, shape in model.latent_shapes.items()},
+        "unigram": {level: UnigramPrior.fit(train[level], k) for level in model.level_names},
+    }
+    if all((Path(folder) / prior_file(level)).exists() for level in model.level_names):
+        compared["learned"] = {
+            level: ckpt.load_prior(folder, level, fingerprint=ckpt.model_fingerprint(model, level))
+            for level in model.level_names
+        }
+    return compared

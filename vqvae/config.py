@@ -423,6 +423,13 @@ def _emoji64_2level() -> Preset:
     )
 
 
+def _emoji64() -> Preset:
+    """One level of codes on emoji at 64x64, the size of emoji64-2level's bottom grid (16x16) with its K, network,
+    rate and shifts: what the hierarchy is measured against."""
+    two = _emoji64_2level()
+    return Preset(vqvae=VQVAEConfig(two.vqvae.model, two.vqvae.quantizer), train=two.train)
+
+
 def _fashion32_2level() -> Preset:
     """VQ-VAE-2 on Fashion-MNIST enlarged to 32x32: an 8x8 bottom grid under a 4x4 top grid."""
     return Preset(
@@ -446,6 +453,7 @@ PRESETS = {
     "fashion": _fashion,
     "emoji": _emoji,
     "cifar10": _cifar10,
+    "emoji64": _emoji64,
     "emoji64-2level": _emoji64_2level,
     "fashion32-2level": _fashion32_2level,
     "digits-tiny": _digits_tiny,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import torch
 from torch import nn
 
 from .config import VQVAE2Config, VQVAEConfig, vqvae2_config_from_dict, vqvae_config_from_dict
@@ -51,3 +52,24 @@ def level_key(metric: str, level: str | None) -> str:
     """The name of a metric of one level in history.json and metrics.json: "top_perplexity", or
     "perplexity" for the one level of a VQ-VAE."""
     return metric if level is None else f"{level}_{metric}"
+
+
+Codes = dict  # level name (None for a VQ-VAE's one grid) -> indices (B, h, w) int64, top first
+
+
+def code_shapes(model: Model) -> dict[str | None, tuple[int, int]]:
+    """Each level's grid (h, w), top first; the key None for a VQ-VAE's one grid."""
+    return dict(model.latent_shapes) if isinstance(model, VQVAE2) else {None: model.latent_shape}
+
+
+def encode_codes(model: Model, x: torch.Tensor) -> Codes:
+    """x (B, C, H, W) in [0, 1] -> each level's indices (B, h, w), top first. Never changes a codebook."""
+    grids = model.encode(x)
+    return dict(zip(model.level_names, grids)) if isinstance(model, VQVAE2) else {None: grids}
+
+
+def decode_codes(model: Model, codes: Codes) -> torch.Tensor:
+    """Each level's indices (B, h, w) -> x_hat (B, C, H, W)."""
+    if isinstance(model, VQVAE2):
+        return model.decode_indices([codes[level] for level in model.level_names])
+    return model.decode_indices(codes[None])

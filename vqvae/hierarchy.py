@@ -119,13 +119,19 @@ class VQVAE2(nn.Module):
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         """x: (B, C, H, W) float in [0, 1] -> indices of each level, top first. Never changes a codebook."""
+        return self.encode_levels(x)[1]
+
+    def encode_levels(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """x: (B, C, H, W) -> each level's z_e (B, D, h_i, w_i) and indices (B, h_i, w_i), top first."""
+        z_es: list[torch.Tensor] = []
         grids: list[torch.Tensor] = []
         above = None
         for i, h in enumerate(self._features(x)):
             if i:
                 above = self._above(i, self.quantizers[i - 1].embed(grids[-1]), above)
-            grids.append(self.quantizers[i].indices(self._z_e(i, h, above)))
-        return grids
+            z_es.append(self._z_e(i, h, above))
+            grids.append(self.quantizers[i].indices(z_es[-1]))
+        return z_es, grids
 
     def decode_indices(self, grids: list[torch.Tensor]) -> torch.Tensor:
         """Each level's indices (B, h_i, w_i) int64 in [0, K), top first -> x_hat (B, C, H, W)."""

@@ -73,7 +73,7 @@ class Progress:
         return lambda event: None
 
     def done(self, phase: str, result: Any) -> None:
-        """A step ended with its result: a TrainResult, the metrics dict or the Analysis."""
+        """A step ended with its result: a TrainResult, the metrics dict, or each level's Analysis."""
 
 
 @dataclass
@@ -82,7 +82,7 @@ class Outcome:
     vqvae: TrainResult | None = None
     prior: TrainResult | None = None
     metrics: dict[str, Any] | None = None  # the last evaluation's
-    analysis: Analysis | None = None
+    analysis: dict[str | None, Analysis] | None = None  # each level's, top first (None: a VQ-VAE's one grid)
 
 
 def run(job: Job, progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> Outcome:
@@ -104,9 +104,7 @@ def run(job: Job, progress: Progress | None = None, should_stop: Callable[[], bo
         progress.done("vqvae", outcome.vqvae)
     if job.evaluate and not halted():
         outcome.metrics = _evaluate(job.folder, progress, "measuring the VQ-VAE on the held-out split")
-    # the app's analysis of a hierarchy (a projection and tiles per level) is not written yet
-    hierarchy = ckpt.load_config(job.folder).family == "vqvae2"
-    if job.analyse and not hierarchy and not halted():
+    if job.analyse and not halted():
         with_umap = job.with_umap and not stopped()
         progress.phase("analyse", "projecting the codebook" + (" (PCA and UMAP)" if with_umap else " (PCA)"))
         outcome.analysis = analyse_checkpoint(job.folder, with_umap=with_umap)

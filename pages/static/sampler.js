@@ -26,7 +26,7 @@ root.innerHTML = `
         <img data-part="frame" alt="the grid drawn so far, decoded">
       </figure>
       <figure class="sampler-panel">
-        <figcaption>codes so far <span>grey: not drawn yet · outlined: just drawn</span></figcaption>
+        <figcaption>codes so far<b data-part="level"></b> <span>grey: not drawn yet · outlined: just drawn</span></figcaption>
         <div class="sampler-grid" data-part="grid" role="img" aria-label="code numbers drawn so far"></div>
       </figure>
       <figure class="sampler-panel sampler-next">
@@ -37,12 +37,16 @@ root.innerHTML = `
     </div>
   </div>`;
 const part = (name) => root.querySelector(`[data-part="${name}"]`);
-const [note, body, playButton, speed, slider, count, title, frame, grid, question, candidates] = [
-  "note", "body", "play", "speed", "step", "count", "title", "frame", "grid", "question", "candidates",
+const [note, body, playButton, speed, slider, count, title, frame, grid, question, candidates, levelName] = [
+  "note", "body", "play", "speed", "step", "count", "title", "frame", "grid", "question", "candidates", "level",
 ].map(part);
 
 let data = null; // the frames from the server
-let codes = []; // the final grid, cell by cell in raster order
+// A hierarchy is drawn in stages, a level at a time, top first: each stage's grid and the step it starts at.
+// One grid is one stage.
+let stages = [];
+let shownStage = -1;
+let codes = []; // the shown stage's final grid, cell by cell in raster order
 let step = 0;
 let timer = null;
 
@@ -57,9 +61,25 @@ function colour(code) {
   return { fill: `rgb(${rgb.join(",")})`, ink: x > 5.5 ? "#111" : "#fff" };
 }
 
-function buildGrid() {
-  const columns = data.grid[0].length;
-  codes = data.grid.flat();
+function stageOf(s) {
+  // the stage that draws cell s of the whole sample (cells counted over every stage, in drawing order)
+  let k = 0;
+  stages.forEach((stage, i) => {
+    if (s >= stage.start) k = i;
+  });
+  return k;
+}
+
+function useStage(k) {
+  if (k === shownStage) return;
+  shownStage = k;
+  levelName.textContent = stages[k].level ? `, ${stages[k].level} level` : "";
+  buildGrid(stages[k].grid);
+}
+
+function buildGrid(rows) {
+  const columns = rows[0].length;
+  codes = rows.flat();
   const cell = Math.max(18, Math.min(44, Math.floor(330 / columns)));
   grid.style.setProperty("--cell", `${cell}px`);
   grid.style.setProperty("--cell-font", `${Math.max(9, Math.round(cell * 0.36))}px`);
@@ -78,7 +98,7 @@ function candidate(code, p, chosen, outside = false) {
   figure.className = ["candidate", chosen && "chosen", outside && "outside"].filter(Boolean).join(" ");
   figure.dataset.code = code;
   const img = document.createElement("img");
-  img.src = data.tiles[String(code)];
+  img.src = stages[shownStage].tiles[String(code)];
   img.alt = `the tile of code ${code}`;
   const caption = document.createElement("figcaption");
   const name = document.createElement("strong");
@@ -98,10 +118,13 @@ function candidate(code, p, chosen, outside = false) {
 }
 
 function showCandidates() {
-  const columns = data.grid[0].length;
   const s = step > 0 ? step - 1 : 0; // the cell just drawn, or at step 0 the first one
-  const where = `cell (${Math.floor(s / columns)}, ${s % columns})`;
-  const drawn = step > 0 ? codes[s] : null;
+  const stage = stages[stageOf(s)];
+  const columns = stage.grid[0].length;
+  const at = s - stage.start; // within its level's grid
+  const level = stage.level ? `${stage.level} ` : "";
+  const where = `${level}cell (${Math.floor(at / columns)}, ${at % columns})`;
+  const drawn = step > 0 ? codes[at] : null;
   question.textContent =
     step > 0 ? `step ${step}: the 5 likeliest codes for ${where}; code ${drawn} was drawn` : `next: the 5 likeliest codes for ${where}`;
   const top = data.top_codes[s];
@@ -116,10 +139,12 @@ function show(t) {
   slider.value = step;
   count.textContent = `${step} / ${last()}`;
   frame.src = data.frames[step];
+  useStage(stageOf(step > 0 ? step - 1 : 0));
+  const done = step - stages[shownStage].start; // cells of the shown level drawn so far
   grid.querySelectorAll("div").forEach((cell, i) => {
-    const filled = i < step;
+    const filled = i < done;
     cell.classList.toggle("empty", !filled);
-    cell.classList.toggle("just", i === step - 1);
+    cell.classList.toggle("just", i === done - 1);
     if (filled) {
       const { fill, ink } = colour(codes[i]);
       cell.dataset.code = codes[i];
@@ -177,7 +202,8 @@ function load(value) {
   if (!data) return;
   title.textContent = `Drawing: ${value.title}`;
   slider.max = last();
-  buildGrid();
+  stages = data.stages;
+  shownStage = -1;
   show(0);
   if (playing) play(); // new settings while playing: the new sample plays from its start
 }

@@ -7,11 +7,12 @@ are uint8 images (H, W, C) and integer grids (h, w), so a UI needs no tensor mat
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,14 @@ import numpy as np
 import torch
 
 from .. import checkpoint as ckpt
-from ..analysis import Analysis, load_analysis
-from ..comparison import priors_to_compare
+from ..analysis import Analysis, load_level_analysis
+from ..codes_prior import CodesPrior
+from ..comparison import level_priors_to_compare
 from ..errors import CheckpointError, InputError
+from ..families import Codes, code_shapes, decode_codes, encode_codes
 from ..files import ANALYSIS
 from ..images import LabelledTiles, labelled_tiles, to_uint8
-from ..metrics import bits_per_latent, perplexity, psnr_db
-from ..prior import Prior
+from ..metrics import perplexity, psnr_db
 from .forms import whole_number
 from .inputs import Fitting, fit_image, fitting_for
 
@@ -36,28 +38,40 @@ _BESIDE = ThreadPoolExecutor(max_workers=2, thread_name_prefix="explorer-beside"
 @dataclass
 class Decoded:
     image: np.ndarray | None  # (H, W, C) uint8, the model's input when there is one
-    indices: np.ndarray  # (h, w) int64
+    indices: np.ndarray  # (h, w) int64, the grid of the explorer's level
     reconstruction: np.ndarray  # (H, W, C) uint8
     psnr_db: float | None  # of the reconstruction against the input
+    levels: dict[str, np.ndarray] = field(default_factory=dict)  # a hierarchy's every grid, top first
 
 
 @dataclass
 class Samples:
     prior: str
     images: np.ndarray  # (n, H, W, C) uint8
-    indices: np.ndarray  # (n, h, w) int64
-    bits_per_latent: float  # mean -log2 p(z) per latent of these grids under the learned prior
+    indices: np.ndarray  # (n, h, w) int64, the grids of the explorer's level
+    bits_per_latent: float  # mean -log2 p(z) per latent of these grids (every level's) under the learned prior
+
+
+@dataclass
+class FrameStage:
+    """One level of a sample drawn step by step: a hierarchy draws its levels one after another, top first."""
+
+    level: str | None  # None: a VQ-VAE's one grid
+    start: int  # the step its first code is drawn at
+    grid: np.ndarray  # (h, w) int64, its codes once drawn
 
 
 @dataclass
 class Frames:
-    """The learned prior filling one grid in raster order: frame t holds the first t codes."""
+    """The learned prior filling one grid in raster order (a hierarchy's grids one level after another, top
+    first): frame t holds the first t codes, the grids' other cells decoded as their level's background code."""
 
-    images: np.ndarray  # (h*w + 1, H, W, C) uint8, unfilled positions decoded as the background code
-    indices: np.ndarray  # (h*w + 1, h, w) int64, -1 where not yet drawn
-    top_codes: np.ndarray  # (h*w, 5) the most likely codes at each step
-    top_probs: np.ndarray  # (h*w, 5) their probabilities
-    drawn_probs: np.ndarray  # (h*w,) the probability of the code drawn at each step
+    images: np.ndarray  # (T + 1, H, W, C) uint8 for T codes in all
+    indices: np.ndarray  # (T + 1, h, w) int64, the last level's grid after each step, -1 where not yet drawn
+    top_codes: np.ndarray  # (T, 5) the most likely codes at each step
+    top_probs: np.ndarray  # (T, 5) their probabilities
+    drawn_probs: np.ndarray  # (T,) the probability of the code drawn at each step
+    stages: list[FrameStage] = field(default_factory=list)  # each level's, top first
 
 
 @dataclass
@@ -102,10 +116,31 @@ class Explorer:
             )
         self.checkpoint = ckpt.load_checkpoint(self.folder)
         self.model = self.checkpoint.model.eval()
-        self.analysis: Analysis = load_analysis(self.folder, self.model)
+        self.analyses: dict[str | None, Analysis] = load_level_analysis(self.folder, self.model)
+        self.level: str | None = next(iter(self.analyses))  # the level its grids and codebook are of: the top
+        self.analysis = self.analyses[self.level]
         self.priors = self._load_priors()
+        self._views: dict[str | None, Explorer] = {self.level: self}
 
     # --- what the checkpoint is -----------------------------------------------------------
+
+    @property
+    def levels(self) -> list[str]:
+        """A VQ-VAE-2's levels, top first; none for a VQ-VAE's one grid."""
+        return [level for level in self.analyses if level is not None]
+
+    def at(self, level: str | None) -> Explorer:
+        """The same checkpoint seen at one level of its hierarchy: that level's grids, codebook, usage and
+        atlas; decoding keeps the other levels' codes. A VQ-VAE's one grid is level None (or "")."""
+        level = level or None
+        if level not in self.analyses:
+            levels = ", ".join(self.levels) or "none: this model has one grid of codes"
+            raise InputError(f"no level {level!r}; the levels are {levels}")
+        if level not in self._views:
+            view = copy.copy(self)
+            view.level, view.analysis = level, self.analyses[level]
+            self._views[level] = view
+        return self._views[level]
 
     @property
     def num_embeddings(self) -> int:
@@ -113,7 +148,7 @@ class Explorer:
 
     @property
     def latent_shape(self) -> tuple[int, int]:
-        return self.model.latent_shape
+        return code_shapes(self.model)[self.level]
 
     @property
     def class_names(self) -> list[str]:
@@ -128,7 +163,7 @@ class Explorer:
     @property
     def conditional(self) -> bool:
         learned = self.priors.get("learned")
-        return learned is not None and learned.config.num_classes > 0
+        return learned is not None and learned.num_classes > 0
 
     @property
     def heldout_count(self) -> int:
@@ -142,37 +177,54 @@ class Explorer:
     def metrics(self) -> dict[str, Any]:
         return self.checkpoint.metrics
 
-    def _load_priors(self) -> dict[str, Prior]:
+    def _load_priors(self) -> dict[str, CodesPrior]:
+        """uniform, unigram and (when trained, for every level) learned priors over all the grids."""
+        fingerprint = ckpt.model_fingerprint(self.model)
+        if (self.folder / ckpt.CODES).exists():
+            train = self._training_codes(fingerprint)
+        else:  # the unigram prior counts the held-out codes
+            train = {level: analysis.indices for level, analysis in self.analyses.items()}
+        compared = level_priors_to_compare(self.folder, self.model, train)
+        return {name: CodesPrior(self.model, priors) for name, priors in compared.items()}
+
+    def _training_codes(self, fingerprint: str) -> Codes:
         config = self.checkpoint.config
-        fingerprint = ckpt.codebook_fingerprint(self.model.quantizer.embedding)
-        has_codes = (self.folder / ckpt.CODES).exists()  # else the unigram prior counts the held-out codes
-        if has_codes:
-            train = ckpt.load_codes(self.folder, config, fingerprint=fingerprint).train
-        else:
-            train = self.analysis.indices
-        return priors_to_compare(self.folder, config, train, fingerprint)
+        if self.levels:
+            codes = ckpt.load_level_codes(self.folder, config, fingerprint=fingerprint)
+            return {level: level_codes.train for level, level_codes in codes.items()}
+        return {None: ckpt.load_codes(self.folder, config, fingerprint=fingerprint).train}
 
     @functools.cached_property
     def heldout_bits(self) -> dict[str, float]:
-        """Each prior's mean -log2 p(z) per latent on the held-out codes: as `evaluate` measured it
-        while the files it measured are unchanged, else computed on first use (the learned prior
+        """Each prior's mean -log2 p(z) per latent (of every level) on the held-out codes: as `evaluate`
+        measured it while the files it measured are unchanged, else computed on first use (the learned prior
         scores every held-out grid, so never when the folder opens)."""
         return self._evaluated_bits() or self._computed_bits()
 
     def _evaluated_bits(self) -> dict[str, float] | None:
         measured = self.metrics.get("prior", {})
-        if not all(f"{name}_bits_per_latent" in measured for name in self.priors):
+        shapes = code_shapes(self.model)
+        keys = {level: "" if level is None else f"{level}_" for level in shapes}
+        if not all(f"{keys[level]}{name}_bits_per_latent" in measured for name in self.priors for level in shapes):
             return None
         if self.metrics.get("measured") != ckpt.measured_files(self.folder):  # by content: a fresh clone's
             return None  # files all have new times
-        return {name: float(measured[f"{name}_bits_per_latent"]) for name in self.priors}
+        latents = sum(h * w for h, w in shapes.values())
 
+        def bits(name: str) -> float:  # per latent of every level together
+            return sum(float(measured[f"{keys[lv]}{name}_bits_per_latent"]) * h * w for lv, (h, w) in shapes.items())
+
+        return {name: bits(name) / latents for name in self.priors}
+
+    @torch.inference_mode()
     def _computed_bits(self) -> dict[str, float]:
         labels = self.analysis.labels if self.conditional else None
-        return {
-            name: bits_per_latent(prior, self.analysis.indices, labels if name == "learned" else None)
-            for name, prior in self.priors.items()
-        }
+        codes = {level: analysis.indices for level, analysis in self.analyses.items()}
+        bits = {}
+        for name, prior in self.priors.items():
+            nats = torch.cat([-prior.log_prob(_rows(codes, rows), _at(labels, rows)) for rows in _batches(codes)])
+            bits[name] = float(nats.mean()) / (prior.latents * math.log(2))
+        return bits
 
     # --- images and their codes -----------------------------------------------------------
 
@@ -187,36 +239,42 @@ class Explorer:
         return number
 
     @torch.inference_mode()
-    def _decode(self, indices: torch.Tensor, x: torch.Tensor | None) -> Decoded:
-        x_hat = self.model.decode_indices(indices).clamp(0, 1)  # (1, h, w) -> (1, C, H, W)
+    def _decode(self, codes: Codes, x: torch.Tensor | None) -> Decoded:
+        """Every level's (1, h, w) grid -> the Decoded of this explorer's level."""
+        x_hat = decode_codes(self.model, codes).clamp(0, 1)  # -> (1, C, H, W)
         psnr = None if x is None else psnr_db(float((x_hat - x).pow(2).mean()))
         image = None if x is None else to_uint8(x)[0]
-        return Decoded(image, indices[0].numpy().copy(), to_uint8(x_hat)[0], psnr)
+        levels = {level: grid[0].numpy().copy() for level, grid in codes.items() if level is not None}
+        return Decoded(image, codes[self.level][0].numpy().copy(), to_uint8(x_hat)[0], psnr, levels)
 
     @torch.inference_mode()
     def reconstruct_heldout(self, index: int) -> Decoded:
         x = self.analysis.images[self._heldout_index(index)][None].float() / 255  # (1, C, H, W)
-        return self._decode(self.model.encode(x), x)
+        return self._decode(encode_codes(self.model, x), x)
 
     @torch.inference_mode()
     def reconstruct_picture(self, rgb: np.ndarray) -> Decoded:
         """rgb: (H, W, 3) uint8 of any size, fitted to the model's input first (see `fitting`)."""
         size = self.checkpoint.config.model.image_size
         x = torch.from_numpy(fit_image(rgb, size, self.fitting))  # (1, C, S, S)
-        return self._decode(self.model.encode(x), x)
+        return self._decode(encode_codes(self.model, x), x)
 
-    def check_indices(self, indices: Any) -> torch.Tensor:
-        """A grid from a request -> (1, h, w) int64, or InputError naming what is wrong."""
+    def check_indices(self, indices: Any, level: str | None = ...) -> torch.Tensor:
+        """A grid from a request (of this explorer's level, or of `level`) -> (1, h, w) int64, or InputError
+        naming what is wrong."""
+        level = self.level if level is ... else level
+        shape = code_shapes(self.model)[level]
+        named = "a code grid" if level is None else f"a {level} code grid"
         try:
             array = np.asarray(indices)
             values = array if array.dtype.kind in "iu" else array.astype(np.float64)
         except (TypeError, ValueError, OverflowError) as error:
-            raise InputError(f"a code grid must hold whole numbers: {error}") from error
+            raise InputError(f"{named} must hold whole numbers: {error}") from error
         if values.dtype.kind == "f" and not bool(np.all(np.isfinite(values) & (values == np.round(values)))):
-            raise InputError("a code grid must hold whole numbers")  # 1.5 is not code 1
+            raise InputError(f"{named} must hold whole numbers")  # 1.5 is not code 1
         grid = torch.as_tensor(values.astype(np.int64))
-        if tuple(grid.shape) != self.latent_shape:
-            raise InputError(f"a code grid must be {self.latent_shape}; got {tuple(grid.shape)}")
+        if tuple(grid.shape) != shape:
+            raise InputError(f"{named} must be {shape}; got {tuple(grid.shape)}")
         if int(grid.min()) < 0 or int(grid.max()) >= self.num_embeddings:
             raise InputError(f"codes must lie in 0 to {self.num_embeddings - 1}")
         return grid[None]
@@ -227,11 +285,19 @@ class Explorer:
             raise InputError(f"code {code} does not exist; choose 0 to {self.num_embeddings - 1}")
         return number
 
-    def decode(self, indices: Any, reference: np.ndarray | None = None) -> Decoded:
-        """Decode a (possibly edited) grid; PSNR against `reference` (H, W, C) uint8 when given."""
-        grid = self.check_indices(indices)
+    def decode(self, indices: Any, reference: np.ndarray | None = None, levels: Any = None) -> Decoded:
+        """Decode a (possibly edited) grid of this explorer's level, a hierarchy's other levels from `levels`
+        (level -> grid, as a Decoded holds them); PSNR against `reference` (H, W, C) uint8 when given."""
+        codes = {self.level: self.check_indices(indices)}
+        if self.levels:
+            if not isinstance(levels, dict):
+                raise InputError(f"a VQ-VAE-2 decodes every level's grid together ({', '.join(self.levels)})")
+            for level in self.levels:
+                if level != self.level:
+                    codes[level] = self.check_indices(levels.get(level), level)
+            codes = {level: codes[level] for level in self.levels}  # top first
         x = None if reference is None else torch.as_tensor(reference).permute(2, 0, 1)[None].float() / 255
-        return self._decode(grid, x)
+        return self._decode(codes, x)
 
     def cell_at(self, x: float, y: float) -> tuple[int, int]:
         """The latent cell (row, col) over image pixel (x, y)."""
@@ -404,7 +470,7 @@ class Explorer:
             raise InputError("the seed is too large")
         if not self.conditional:
             return n, temperature, seed, None
-        classes = self.priors["learned"].config.num_classes
+        classes = self.priors["learned"].num_classes
         if label is None:
             return n, temperature, seed, torch.randint(classes, (n,), generator=torch.Generator().manual_seed(seed))
         number = whole_number(label, "a class", InputError)
@@ -435,8 +501,8 @@ class Explorer:
         beside = _BESIDE.submit(self._draw_and_score, quick, n, options, labels) if quick else None
         drawn: dict[str, Samples] = {}
         if "learned" in names:
-            grids, log_p = self.priors["learned"].sample_scored(n, labels=labels, **options)
-            drawn["learned"] = self._samples("learned", grids, log_p)
+            codes, log_p = self.priors["learned"].sample_scored(n, labels=labels, **options)
+            drawn["learned"] = self._samples("learned", codes, log_p)
         if beside is not None:
             drawn |= beside.result()
         return {name: drawn[name] for name in names}
@@ -444,18 +510,19 @@ class Explorer:
     def _draw_and_score(
         self, names: list[str], n: int, options: dict[str, Any], labels: torch.Tensor | None
     ) -> dict[str, Samples]:
-        """n grids (n, h, w) from each named prior -> their Samples, scored under the judge in one batch."""
+        """n samples from each named prior -> their Samples, scored under the judge in one batch."""
         with torch.inference_mode():  # per thread: this runs beside the request's own thread
-            grids = [self.priors[name].sample(n, **options) for name in names]
+            drawn = [self.priors[name].sample(n, **options) for name in names]
             every = None if labels is None else labels.repeat(len(names))
-            log_p = self.priors[self.judge].log_prob(torch.cat(grids), every).reshape(len(names), n)
-            return {name: self._samples(name, g, log_p[p]) for p, (name, g) in enumerate(zip(names, grids))}
+            together = {level: torch.cat([codes[level] for codes in drawn]) for level in drawn[0]}
+            log_p = self.priors[self.judge].log_prob(together, every).reshape(len(names), n)
+            return {name: self._samples(name, codes, log_p[p]) for p, (name, codes) in enumerate(zip(names, drawn))}
 
-    def _samples(self, name: str, grids: torch.Tensor, log_p: torch.Tensor) -> Samples:
-        """Grids (n, h, w) and their log p(z) in nats (n,) -> decoded Samples with bits per latent."""
-        h, w = self.latent_shape
-        images = to_uint8(self.model.decode_indices(grids))  # (n, H, W, C)
-        return Samples(name, images, grids.numpy(), float(-log_p.mean() / (h * w * math.log(2))))
+    def _samples(self, name: str, codes: Codes, log_p: torch.Tensor) -> Samples:
+        """Every level's grids (n, h, w) and their log p(z) in nats (n,) -> decoded Samples with bits per latent."""
+        images = to_uint8(decode_codes(self.model, codes))  # (n, H, W, C)
+        latents = self.priors[name].latents
+        return Samples(name, images, codes[self.level].numpy(), float(-log_p.mean() / (latents * math.log(2))))
 
     @property
     def judge(self) -> str:
@@ -464,26 +531,58 @@ class Explorer:
 
     @torch.inference_mode()
     def sample_frames(self, label: int | None = None, temperature: float = 1.0, seed: int = 0) -> Frames:
-        """One grid from the learned prior, and the state of the grid after each of its steps."""
+        """One sample from the learned prior, and its grids after each step (a hierarchy's top grid first)."""
         self._check_prior("learned")
         _, temperature, seed, labels = self._check_sampling(1, label, temperature, seed)
         prior = self.priors["learned"]
-        grid = prior.sample(1, labels=labels, temperature=temperature, seed=seed)[0]  # (h, w)
-        h, w = self.latent_shape
-        steps = torch.arange(h * w + 1)[:, None, None]  # frame t shows positions < t
-        position = torch.arange(h * w).reshape(1, h, w)
-        drawn = torch.where(position < steps, grid, -1)  # (h*w + 1, h, w)
-        shown = torch.where(drawn >= 0, drawn, self.analysis.background_code)
-        probs = prior(grid[None], labels).softmax(1)[0]  # (K, h, w): p(z_t | z_<t) along the drawn path
+        codes = prior.sample(1, labels=labels, temperature=temperature, seed=seed)  # each level's (1, h, w)
+        shown = {level: torch.full_like(grid, self.analyses[level].background_code) for level, grid in codes.items()}
+        parts, stages, start = [], [], 0
+        for level, grid in codes.items():
+            parts.append(self._stage(prior, codes, labels, shown, level, first=not stages))
+            stages.append(FrameStage(level, start, grid[0].numpy().copy()))
+            start += grid.numel()
+            shown[level] = grid
+        images, top_codes, top_probs, drawn_probs = (np.concatenate(part) for part in zip(*parts))
+        grid, begun = codes[stages[-1].level][0], stages[-1].start
+        position = torch.arange(grid.numel()).reshape(grid.shape)
+        last = torch.where(position < torch.arange(start + 1)[:, None, None] - begun, grid, -1)  # (T + 1, h, w)
+        return Frames(images, last.numpy(), top_codes, top_probs, drawn_probs, stages)
+
+    def _stage(
+        self,
+        prior: CodesPrior,
+        codes: Codes,
+        labels: torch.Tensor | None,
+        shown: Codes,
+        level: str | None,
+        first: bool,
+    ) -> tuple[np.ndarray, ...]:
+        """One level drawn a code at a time, the levels above it whole and those below at `shown` (their
+        background): its frames (from step 0 for the first level; a later level's step 0 is the end of the one
+        before), and at each step the 5 likeliest codes, their probabilities and the drawn code's."""
+        grid = codes[level]  # (1, h, w)
+        h, w = grid.shape[1:]
+        steps = torch.arange(0 if first else 1, h * w + 1)[:, None, None]  # frame t shows positions < t
+        drawn = torch.where(torch.arange(h * w).reshape(1, h, w) < steps, grid, shown[level])  # (steps, h, w)
+        every = {name: drawn if name == level else grids.expand(len(steps), -1, -1) for name, grids in shown.items()}
+        probs = prior.logits(level, codes, labels).softmax(1)[0]  # (K, h, w): p(z_t | z_<t, above) along the path
         top = probs.reshape(self.num_embeddings, -1).T.topk(5, dim=1)  # (h*w, 5)
-        chosen = probs.gather(0, grid[None]).reshape(-1)  # (1, h, w) -> (h*w,)
-        return Frames(
-            to_uint8(self.model.decode_indices(shown)),
-            drawn.numpy(),
-            top.indices.numpy(),
-            top.values.numpy(),
-            chosen.numpy(),
-        )
+        chosen = probs.gather(0, grid).reshape(-1)  # (1, h, w) -> (h*w,)
+        return to_uint8(decode_codes(self.model, every)), top.indices.numpy(), top.values.numpy(), chosen.numpy()
+
+
+def _batches(codes: Codes, size: int = 500) -> list[slice]:
+    count = len(next(iter(codes.values())))
+    return [slice(start, start + size) for start in range(0, count, size)]
+
+
+def _rows(codes: Codes, rows: slice) -> Codes:
+    return {level: grids[rows] for level, grids in codes.items()}
+
+
+def _at(labels: torch.Tensor | None, rows: slice) -> torch.Tensor | None:
+    return None if labels is None else labels[rows]
 
 
 def use_threads(threads: int) -> None:
@@ -495,11 +594,13 @@ def use_threads(threads: int) -> None:
 
 _cache: dict[Path, tuple[tuple, Explorer]] = {}
 _lock = threading.Lock()
-WATCHED = (ckpt.CONFIG, ckpt.WEIGHTS, ckpt.PRIOR, ANALYSIS, ckpt.METRICS)
+WATCHED = (ckpt.CONFIG, ckpt.WEIGHTS, ANALYSIS, ckpt.METRICS)  # and every prior's weights
 
 
 def _signature(folder: Path) -> tuple:
-    return tuple((folder / name).stat().st_mtime_ns if (folder / name).exists() else 0 for name in WATCHED)
+    priors = sorted(p.name for p in folder.glob("prior*.safetensors") if not p.name.endswith("_state.safetensors"))
+    names = (*WATCHED, ckpt.PRIOR, *priors)
+    return tuple((folder / name).stat().st_mtime_ns if (folder / name).exists() else 0 for name in names)
 
 
 def open_explorer(folder: str | Path) -> Explorer:
