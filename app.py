@@ -40,7 +40,7 @@ gr = import_gradio()  # before anything else imports gradio: see pages/gradio_im
 
 from starlette.middleware import Middleware  # noqa: E402
 
-from pages import atlas, codes, figures, reconstruct, sampling, training, usage  # noqa: E402
+from pages import atlas, codes, figures, levels, reconstruct, sampling, training, usage  # noqa: E402
 from pages.common import Shared, callback, explorers, level_choice  # noqa: E402
 from pages.guards import BodyLimit, KnownCalls, QueueDoor, SecurityHeaders, SketchBlobs, Uploads  # noqa: E402
 from pages.reconstruct import UPLOAD_TYPES  # noqa: E402
@@ -55,6 +55,7 @@ PAGES = {
     "Embedding atlas": atlas,
     "Per-code reconstructions": codes,
     "Sampling": sampling,
+    "Levels": levels,
     "Training": training,
 }
 DEFAULT_CHECKPOINT = "checkpoints/mnist"

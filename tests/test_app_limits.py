@@ -174,7 +174,9 @@ def test_the_queue_keeps_no_record_of_past_calls(app_server):
     after every call."""
     with httpx.Client(timeout=30) as http:
         for index in range(3):
-            event = http.post(f"{app_server.url}gradio_api/call/reconstruct_heldout", json={"data": [SHIPPED, index, None]})
+            event = http.post(
+                f"{app_server.url}gradio_api/call/reconstruct_heldout", json={"data": [SHIPPED, index, None]}
+            )
             http.get(f"{app_server.url}gradio_api/call/reconstruct_heldout/{event.json()['event_id']}")
     queue = app_server.demo._queue
     assert len(queue.event_analytics) <= 1 and queue.cached_event_analytics_summary == {"functions": {}}

@@ -77,3 +77,21 @@ def test_the_learned_prior_draws_the_top_grid_then_the_bottom_one(page, levels_c
     assert "bottom cell (0, 0)" in page.locator(f"{PLAYER} [data-part=question]").inner_text()
     no_error_toast(page)
     shot(page, "levels-sampling")
+
+
+def test_the_levels_page_shows_what_each_level_carries_and_says_when_there_is_one_grid(page, levels_checkpoint):
+    open_levels(page, levels_checkpoint)
+    open_tab(page, "Levels")
+    for elem_id in ("levels-image", "levels-both", "levels-top-alone", "levels-swapped", "levels-resampled"):
+        page.wait_for_selector(f"#{elem_id} img")
+    table = page.locator("#levels-table").inner_text()
+    assert "top\t2 x 2" in table and "bottom\t4 x 4" in table
+    assert "top alone" in page.locator("#levels-top-alone").inner_text()
+    assert not page.locator("#levels-one-grid").is_visible()
+    no_error_toast(page)
+    labels_clear(page)
+    shot(page, "levels-page")
+    choose(page, "checkpoint-picker", "checkpoints/mnist")
+    page.locator("#levels-one-grid").wait_for()
+    assert not page.locator("#levels-body").is_visible()
+    no_error_badge(page)

@@ -30,8 +30,10 @@ from ..images import LabelledTiles, labelled_tiles, to_uint8
 from ..metrics import perplexity, psnr_db
 from .forms import whole_number
 from .inputs import Fitting, fit_image, fitting_for
+from .levels import LevelsStudy, study_levels
 
 MAX_SAMPLES = 64
+RESAMPLES, MAX_RESAMPLES = 4, 8  # the levels below the top drawn again under one image's top codes
 _BESIDE = ThreadPoolExecutor(max_workers=2, thread_name_prefix="explorer-beside")  # work beside a request
 
 
@@ -570,6 +572,28 @@ class Explorer:
         top = probs.reshape(self.num_embeddings, -1).T.topk(5, dim=1)  # (h*w, 5)
         chosen = probs.gather(0, grid).reshape(-1)  # (1, h, w) -> (h*w,)
         return to_uint8(decode_codes(self.model, every)), top.indices.numpy(), top.values.numpy(), chosen.numpy()
+
+    # --- a hierarchy's levels -------------------------------------------------------------
+
+    @torch.inference_mode()
+    def study_levels(
+        self, index: int, donor: int, resamples: int = RESAMPLES, temperature: float = 1.0, seed: int = 0
+    ) -> LevelsStudy:
+        """What each level of a VQ-VAE-2 carries for held-out image `index` (levels.py), the top codes swapped
+        for those of held-out image `donor`, the levels below the top drawn again `resamples` times."""
+        if not self.levels:
+            raise InputError("this checkpoint has one grid of codes: the Levels page needs a VQ-VAE-2")
+        if "learned" not in self.priors:
+            raise InputError("no learned priors in this checkpoint; train them with `python -m vqvae train-prior`")
+        resamples = whole_number(resamples, "the number of resamples", InputError)
+        if not 1 <= resamples <= MAX_RESAMPLES:
+            raise InputError(f"resample between 1 and {MAX_RESAMPLES} times")
+        _, temperature, seed, _ = self._check_sampling(1, None, temperature, seed)
+        rows = [self._heldout_index(index), self._heldout_index(donor)]
+        x, other = (self.analysis.images[row][None].float() / 255 for row in rows)  # (1, C, H, W) each
+        label = self.analysis.labels[rows[0]][None] if self.conditional else None
+        priors = self.priors["learned"].priors
+        return study_levels(self.model, priors, x, other, label, resamples, temperature, seed)
 
 
 def _batches(codes: Codes, size: int = 500) -> list[slice]:
