@@ -22,6 +22,7 @@ PUBLIC = {
     "/reconstruct_drawing",
     "/edit_code",
     "/usage",
+    "/levels",
     "/atlas",
     "/atlas_select",
     "/codebook_sheet",

@@ -23,6 +23,7 @@ def test_every_page_builds_inside_blocks(tmp_path):
         with gr.Blocks() as demo:
             shared.demo = demo
             shared.picker = gr.Dropdown(["checkpoints/mnist"], value="checkpoints/mnist")
+            shared.level = gr.Radio([], value=None, visible=False)
             page.build(shared)
         assert len(demo.fns) > 0, f"{title} wires no events"
 
