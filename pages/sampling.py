@@ -25,14 +25,19 @@ The VQ-VAE is trained with a **uniform** prior over the $K$ codes: $\log_2 K$ bi
 Drawing every code uniformly and decoding gives noise-like patches. The **unigram** prior draws each
 code by how often it is used, still independently. The **learned** prior is a gated PixelCNN that
 predicts each code from the codes above and to its left (and the class),
-$p(z) = \prod_t p(z_t \mid z_{{<t}}, y)$, so its samples look like real {nouns}. Same seed for all three;
-the samples follow the settings as you change them.
+$p(z) = \prod_t p(z_t \mid z_{{<t}}, y)$, so its samples look like real {nouns}.{levels} Same seed for all
+three; the samples follow the settings as you change them.
 """
+LEVELS_TEXT = (
+    " This checkpoint is a VQ-VAE-2: every level has its own prior, and a sample is drawn top first, the top grid,"
+    " then the bottom grid given the top codes (ancestral sampling)."
+)
 STEPS_TEXT = """
 One grid drawn by the learned prior with the class, temperature and seed above, in raster order:
 at each step the prior gives every code a probability for the next cell, and one code is drawn.
-Press **Play**, or drag the step slider.
+Press **Play**, or drag the step slider.{levels}
 """
+STEPS_LEVELS = " The top grid is drawn first; then the bottom grid, each of its codes given the whole top grid."
 BITS_NOTE = (
     "**held-out**: the bits each prior needs for the codes of real held-out images (fewer: the prior "
     "knows the data better; the uniform prior always needs $\\log_2 K$ per latent). **its samples**: the "
@@ -175,8 +180,10 @@ def open_checkpoint(shared: Shared, choice: str, temperature: float, n: float, s
     there is a learned prior)."""
     explorer = shared.explorer(choice)
     learned = "learned" in explorer.priors
+    hierarchy = bool(explorer.levels)
     return (
-        TEXT.format(nouns=explorer.fitting.nouns),
+        TEXT.format(nouns=explorer.fitting.nouns, levels=LEVELS_TEXT if hierarchy else ""),
+        STEPS_TEXT.format(levels=STEPS_LEVELS if hierarchy else ""),
         class_choices(shared, choice),
         gr.Button(interactive=learned),
         *sample_priors(shared, choice, ANY_CLASS, temperature, n, seed),
@@ -194,7 +201,7 @@ def redraw(shared: Shared, choice: str, label: str, temperature: float, n: float
 
 def build(shared: Shared) -> None:
     picker = shared.picker
-    text = explain(TEXT.format(nouns="images"))
+    text = explain(TEXT.format(nouns="images", levels=""))
     with gr.Row():
         label = gr.Dropdown(
             [ANY_CLASS],
@@ -218,7 +225,7 @@ def build(shared: Shared) -> None:
                 pictures.append(gr.HTML(elem_id=f"samples-{name}"))
     table = gr.Markdown(elem_id="sample-bits", latex_delimiters=[{"left": "$", "right": "$", "display": False}])
     gr.Markdown("### The learned prior, one code at a time")
-    explain(STEPS_TEXT)
+    steps_text = explain(STEPS_TEXT.format(levels=""))
     steps_button = gr.Button("Draw one sample step by step", elem_id="steps-button", scale=0)
     player = gr.HTML(
         None,
@@ -228,7 +235,7 @@ def build(shared: Shared) -> None:
         elem_id="step-player",
     )
 
-    opened = [text, label, steps_button, *pictures, table, player]
+    opened = [text, steps_text, label, steps_button, *pictures, table, player]
     shared.on_checkpoint(callback(open_checkpoint, shared), [picker, temperature, n, seed], opened)
     inputs = [picker, label, temperature, n, seed]
     follow = [label.input, temperature.release, n.release, seed.submit, seed.blur]

@@ -66,6 +66,8 @@ def test_the_learned_prior_draws_the_top_grid_then_the_bottom_one(page, levels_c
     open_levels(page, levels_checkpoint)
     open_tab(page, "Sampling")
     page.wait_for_selector(f"{PLAYER} [data-part=body]:not([hidden])")
+    page.wait_for_selector("#tab-sampling :text('a sample is drawn top first')")
+    page.wait_for_selector("#tab-sampling :text('The top grid is drawn first')")
     assert page.locator(f"{PLAYER} [data-part=count]").inner_text() == "0 / 20"  # 4 top codes, then 16 bottom ones
     assert page.locator(f"{PLAYER} [data-part=level]").inner_text() == ", top level"
     assert page.locator(f"{PLAYER} .sampler-grid div").count() == 4
