@@ -129,7 +129,8 @@ def test_reconstruct_says_image_on_a_colour_model_and_digit_on_mnist(shared, col
 
 
 def test_sampling_offers_the_class_names_and_says_what_its_samples_look_like(shared, colour):
-    text, classes, *_ = sampling.open_checkpoint(shared, colour, 1.0, 4, 0)
+    text, steps, classes, *_ = sampling.open_checkpoint(shared, colour, 1.0, 4, 0)
+    assert "top grid" not in steps and "top first" not in text  # one grid of codes
     assert classes.choices == [(c, c) for c in (sampling.ANY_CLASS, *CLASS_NAMES)]
     assert "look like real images" in text and "digit" not in text
     assert "look like real digits" in sampling.open_checkpoint(shared, SHIPPED, 1.0, 4, 0)[0]
