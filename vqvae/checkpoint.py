@@ -515,14 +515,10 @@ def save_prior(
 
 def _level_shape(config: ModelSettings, level: str | None, source: Path) -> tuple[int, int]:
     """The grid a prior of `level` models: the VQ-VAE's one (level None), or that level's of a hierarchy."""
-    shapes = getattr(config, "latent_shapes", None)
-    if shapes is None or level is None:
-        if level is not None or shapes is not None:
-            levels = "one level" if shapes is None else f"levels {', '.join(shapes)}"
-            raise CheckpointError(f"{source}: this VQ-VAE has {levels}; a prior of level {level!r} does not apply")
-        return config.latent_shape
+    shapes = config.latent_shapes if family_of(config) == "vqvae2" else {None: config.latent_shape}
     if level not in shapes:
-        raise CheckpointError(f"{source}: this VQ-VAE-2 has no level {level!r}; its levels are {', '.join(shapes)}")
+        levels = ", ".join(str(name) for name in shapes) if None not in shapes else "one grid, no named levels"
+        raise CheckpointError(f"{source}: a prior of level {level!r} does not apply to this VQ-VAE ({levels})")
     return shapes[level]
 
 

@@ -21,7 +21,7 @@ from .config import TRAIN_NLL_GRIDS
 from .data import Dataset, Split
 from .files import prior_file
 from .hierarchy import VQVAE2
-from .metrics import mse, perplexity, psnr_db, ssim
+from .metrics import bits_per_latent, mse, perplexity, psnr_db, ssim
 from .prior import GatedPixelCNN, UniformPrior, UnigramPrior
 
 BATCH = 250
@@ -111,7 +111,7 @@ def level_prior_metrics(
     for level, shape in model.latent_shapes.items():
         simple = {"uniform": UniformPrior(k, shape), "unigram": UnigramPrior.fit(codes[level].train, k)}
         for name, prior in simple.items():
-            result[f"{level}_{name}_bits_per_latent"] = _simple_bits(prior, test[level])
+            result[f"{level}_{name}_bits_per_latent"] = bits_per_latent(prior, test[level], None)
         if level in priors:
             bits = level_bits(model, priors[level], test, level, test_labels)
             train_bits = level_bits(model, priors[level], train, level, train_labels)
@@ -123,12 +123,6 @@ def level_prior_metrics(
     if set(priors) == set(model.level_names):
         result |= sample_metrics(folder, model, priors, split.test, samples_per_class, seed)
     return result
-
-
-@torch.inference_mode()
-def _simple_bits(prior: UniformPrior | UnigramPrior, grids: torch.Tensor) -> float:
-    h, w = grids.shape[1:]
-    return float(-prior.log_prob(grids).mean()) / (h * w * math.log(2))
 
 
 @torch.inference_mode()
