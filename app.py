@@ -91,6 +91,9 @@ PRESENTER_TOGGLE = """() => {
   if (on) url.searchParams.set("presenter", "1"); else url.searchParams.delete("presenter");
   window.history.replaceState(null, "", url);
 }"""
+# the level choice is shown only on the pages that follow it (FOLLOWS_LEVEL); elsewhere it would say nothing
+LEVEL_SHOWN = '() => document.body.classList.remove("level-elsewhere")'
+LEVEL_ELSEWHERE = '() => document.body.classList.add("level-elsewhere")'
 JOINS = ("/gradio_api/queue/join", "/gradio_api/call/")  # the POSTs that put a call in the queue
 
 
@@ -132,8 +135,9 @@ def build_app(
             )
             presenter = gr.Button("presenter view", scale=0, min_width=150, size="sm", elem_id="presenter-toggle")
         for title, page in PAGES.items():
-            with gr.Tab(title, elem_id=f"tab-{page.__name__.split('.')[-1]}"):
+            with gr.Tab(title, elem_id=f"tab-{page.__name__.split('.')[-1]}") as tab:
                 page.build(shared)
+            tab.select(None, js=LEVEL_SHOWN if getattr(page, "FOLLOWS_LEVEL", False) else LEVEL_ELSEWHERE)
 
         def offered(current: str | None) -> gr.Dropdown:
             choices = catalog.choices()

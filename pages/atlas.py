@@ -21,6 +21,7 @@ from .common import (
 )
 from .figures import atlas
 
+FOLLOWS_LEVEL = True  # shows one grid of codes: a VQ-VAE-2's chosen level
 TEXT = r"""
 Each point is one codebook vector $e_k \in \mathbb{R}^D$, projected to two dimensions (UMAP keeps
 neighbours together; PCA keeps the directions of largest spread). Bigger points are used more on the

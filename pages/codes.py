@@ -23,6 +23,7 @@ from .figures import code_grid
 if TYPE_CHECKING:
     from vqvae.app.explorer import Explorer
 
+FOLLOWS_LEVEL = True  # shows one grid of codes: a VQ-VAE-2's chosen level
 TEXT = r"""
 Every code $e_k$ of the codebook, shown as what the decoder paints around it: the mean of the decoded
 windows at its held-out uses (a code the held-out split never uses is shown decoded alone on a

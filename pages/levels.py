@@ -31,7 +31,7 @@ def show_levels(shared: Shared, choice: str, index: float, donor: float, tempera
     """The page for a hierarchy (its held-out sliders fitted to its split), or a note for one grid of codes."""
     explorer = shared.explorer(choice)
     if not explorer.levels:
-        return gr.Markdown(ONE_GRID, visible=True), gr.Column(visible=False), gr.skip(), gr.skip(), *[""] * 6
+        return gr.Markdown(ONE_GRID, visible=True), gr.Column(visible=False), gr.skip(), gr.skip(), *[""] * 7
     last = explorer.heldout_count - 1
     index, donor = min(int(index or 0), last), min(int(donor or 0), last)
     study = explorer.study_levels(index, donor, temperature=temperature, seed=seed)
@@ -44,7 +44,8 @@ def show_levels(shared: Shared, choice: str, index: float, donor: float, tempera
         _picture(study.image, "the held-out image", f"held-out image {int(index)}"),
         _picture(study.both, "decoded from both levels", f"both levels: {psnr['both']:.1f} dB"),
         _picture(study.top_alone, "decoded from the top codes alone", f"top alone: {psnr['top alone']:.1f} dB"),
-        _picture(study.swapped, "this image's bottom codes under another's top", f"top of image {int(donor)}"),
+        _picture(study.donor, "the image whose top codes are borrowed", f"held-out image {int(donor)}"),
+        _picture(study.swapped, "this image's bottom codes under another's top", f"under the top of {int(donor)}"),
         _resampled(study),
         level_table(study),
     )
@@ -84,11 +85,12 @@ def build(shared: Shared) -> None:
             image = gr.HTML(elem_id="levels-image")
             both = gr.HTML(elem_id="levels-both")
             alone = gr.HTML(elem_id="levels-top-alone")
+            donor_image = gr.HTML(elem_id="levels-donor-image")
             swapped = gr.HTML(elem_id="levels-swapped")
         resampled = gr.HTML(elem_id="levels-resampled")
         table = gr.Markdown(elem_id="levels-table")
     inputs = [shared.picker, index, donor, temperature, seed]
-    outputs = [one_grid, body, index, donor, image, both, alone, swapped, resampled, table]
+    outputs = [one_grid, body, index, donor, image, both, alone, donor_image, swapped, resampled, table]
     show = callback(show_levels, shared)
     shared.on_checkpoint(show, inputs, outputs)
     gr.on(

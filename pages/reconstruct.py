@@ -27,6 +27,7 @@ PAINTS = {
     "default_color": "#d62728",
     "color_mode": "defaults",  # these, and a colour picker for any other
 }
+FOLLOWS_LEVEL = True  # shows one grid of codes: a VQ-VAE-2's chosen level
 TEXT = r"""
 The encoder turns the image into a grid of vectors $z_e$; each is replaced by its nearest
 codebook vector, $k = \arg\min_j \lVert z_e - e_j \rVert_2$, so the image becomes the grid of

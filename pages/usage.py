@@ -7,6 +7,7 @@ import gradio as gr
 from .common import Shared, callback, explain
 from .figures import curves, note, usage_bars, usage_by_class
 
+FOLLOWS_LEVEL = True  # shows one grid of codes: a VQ-VAE-2's chosen level
 TEXT = r"""
 A codebook is only as big as the part of it that is used. **Perplexity**
 $\exp(-\sum_k p_k \log p_k)$ of the code-usage distribution $p$ is $K$ when all $K$ codes are used

@@ -57,6 +57,7 @@ def test_usage_and_the_atlas_show_the_chosen_levels_codebook(page, levels_checkp
     page.wait_for_selector('#usage-stats :text("The bottom level\'s")')
     open_tab(page, "Embedding atlas")
     page.wait_for_selector("#atlas-details :text('of the bottom level')")
+    assert page.locator("#level").is_visible()
     no_error_toast(page)
     no_error_badge(page)
     shot(page, "levels-atlas")
@@ -65,6 +66,7 @@ def test_usage_and_the_atlas_show_the_chosen_levels_codebook(page, levels_checkp
 def test_the_learned_prior_draws_the_top_grid_then_the_bottom_one(page, levels_checkpoint):
     open_levels(page, levels_checkpoint)
     open_tab(page, "Sampling")
+    page.locator("#level").wait_for(state="hidden")  # the sampler draws every level: the choice would say nothing
     page.wait_for_selector(f"{PLAYER} [data-part=body]:not([hidden])")
     page.wait_for_selector("#tab-sampling :text('a sample is drawn top first')")
     page.wait_for_selector("#tab-sampling :text('The top grid is drawn first')")
@@ -84,11 +86,19 @@ def test_the_learned_prior_draws_the_top_grid_then_the_bottom_one(page, levels_c
 def test_the_levels_page_shows_what_each_level_carries_and_says_when_there_is_one_grid(page, levels_checkpoint):
     open_levels(page, levels_checkpoint)
     open_tab(page, "Levels")
-    for elem_id in ("levels-image", "levels-both", "levels-top-alone", "levels-swapped", "levels-resampled"):
+    for elem_id in (
+        "levels-image",
+        "levels-both",
+        "levels-top-alone",
+        "levels-donor-image",
+        "levels-swapped",
+        "levels-resampled",
+    ):
         page.wait_for_selector(f"#{elem_id} img")
     table = page.locator("#levels-table").inner_text()
     assert "top\t2 x 2" in table and "bottom\t4 x 4" in table
     assert "top alone" in page.locator("#levels-top-alone").inner_text()
+    assert "held-out image 1" in page.locator("#levels-donor-image").inner_text()  # the image whose top is borrowed
     assert not page.locator("#levels-one-grid").is_visible()
     no_error_toast(page)
     labels_clear(page)

@@ -5,8 +5,6 @@ import dataclasses
 import json
 import math
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ import torch
 from PIL import Image
 
 from vqvae import checkpoint as ckpt
+from vqvae.__main__ import main
 from vqvae.analysis import analyse_checkpoint, load_level_analysis
 from vqvae.ancestral import LevelDraw, condition_map, level_log_probs, sample_levels
 from vqvae.config import TrainConfig, VQVAE2Config, preset, vqvae2_config_from_dict
@@ -268,29 +267,35 @@ def test_evaluate_reports_every_level_under_every_prior(priors_folder, tmp_path)
 # --- the command line
 
 
-def vqvae(*args):
-    return subprocess.run([sys.executable, "-m", "vqvae", *map(str, args)], capture_output=True, text=True, timeout=300)
+def vqvae(capsys, *args) -> tuple[int, str, str]:
+    """`python -m vqvae ARGS` through its entry point, in this process (no second import of torch): status,
+    stdout and stderr."""
+    capsys.readouterr()
+    status = main([str(arg) for arg in args])
+    out, err = capsys.readouterr()
+    return status, out, err
 
 
-def test_the_command_line_trains_a_prior_per_level_samples_the_hierarchy_and_evaluates_it(tmp_path):
+def test_the_command_line_trains_a_prior_per_level_samples_the_hierarchy_and_evaluates_it(tmp_path, capsys):
     folder, picture = tmp_path / "run", tmp_path / "samples.png"
-    assert vqvae("train", "--preset", "digits-tiny-2level", "--out", folder, "--steps", 60, "--no-eval").returncode == 0
+    assert vqvae(capsys, "train", "--preset", "digits-tiny-2level", "--out", folder, "--steps", 60, "--no-eval")[0] == 0
     small = ("--steps", 20, "--layers", 2, "--hidden", 16)
-    wrong = vqvae("train-prior", folder, "--level", "middle", *small)
-    assert wrong.returncode == 2 and "choose the level to train (top, bottom)" in wrong.stderr
+    status, _, err = vqvae(capsys, "train-prior", folder, "--level", "middle", *small)
+    assert status == 2 and "choose the level to train (top, bottom)" in err
     assert not (folder / "codes.safetensors").exists()
-    both = vqvae("train-prior", folder, *small)
-    assert both.returncode == 0, both.stderr
+    status, _, err = vqvae(capsys, "train-prior", folder, *small)
+    assert status == 0, err
     assert (folder / "prior_top.safetensors").exists() and (folder / "prior_bottom.safetensors").exists()
-    again = vqvae("train-prior", folder, "--level", "top", *small)
-    assert again.returncode == 2 and "already has a learned prior of its top level" in again.stderr
-    drawn = vqvae("sample", folder, "--out", picture, "--n", 10, "--temperature", "1,0.5")
-    assert drawn.returncode == 0, drawn.stderr
+    status, _, err = vqvae(capsys, "train-prior", folder, "--level", "top", *small)
+    assert status == 2 and "already has a learned prior of its top level" in err
+    status, _, err = vqvae(capsys, "sample", folder, "--out", picture, "--n", 10, "--temperature", "1,0.5")
+    assert status == 0, err
     width, height = Image.open(picture).size
     assert width > 10 * 8 * 3 and height < 2 * 8 * 3  # one row: a column per class, 8x8 digits enlarged 3 times
-    bad = vqvae("sample", folder, "--out", picture, "--temperature", "1,1,1")
-    assert bad.returncode == 2 and "one for each of the 2 levels" in bad.stderr
-    measured = json.loads(vqvae("evaluate", folder, "--json").stdout)
+    status, _, err = vqvae(capsys, "sample", folder, "--out", picture, "--temperature", "1,1,1")
+    assert status == 2 and "one for each of the 2 levels" in err
+    status, out, _ = vqvae(capsys, "evaluate", folder, "--json")
+    measured = json.loads(out)
     assert measured["prior"]["learned_levels"] == ["top", "bottom"] and "learned_sample_accuracy" in measured["prior"]
 
 

@@ -398,8 +398,8 @@ def model_fingerprint(model: Model, level: str | None = None) -> str:
     return fingerprint_through(model_codebooks(model), level)
 
 
-def folder_fingerprint(folder: Path, level: str | None = None) -> str:
-    """The fingerprint of the codebooks in a folder's weights, down to `level` (None: all of them)."""
+def folder_codebooks(folder: Path) -> dict[str | None, torch.Tensor]:
+    """The codebooks (K, D) in a folder's weights, top first; the key None for a VQ-VAE's one."""
     path = Path(folder) / WEIGHTS
     tensors, _ = read_tensors(path)
     codebooks = {}
@@ -407,7 +407,12 @@ def folder_fingerprint(folder: Path, level: str | None = None) -> str:
         if key not in tensors:
             raise CheckpointError(f"{path} has no {key}")
         codebooks[name] = tensors[key]
-    return fingerprint_through(codebooks, level)
+    return codebooks
+
+
+def folder_fingerprint(folder: Path, level: str | None = None) -> str:
+    """The fingerprint of the codebooks in a folder's weights, down to `level` (None: all of them)."""
+    return fingerprint_through(folder_codebooks(folder), level)
 
 
 def file_fingerprint(path: Path) -> str:

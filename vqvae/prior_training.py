@@ -171,13 +171,14 @@ def train_prior(
         if conditional and classes == 0:
             raise TrainingError(UNLABELLED)
         prior_config = _new_prior_config(config, level, classes, settings or {})
-    codes = prepare_level_codes(folder, ckpt.folder_fingerprint(folder))
+    codebooks = ckpt.folder_codebooks(folder)  # the weights read once, for both fingerprints
+    codes = prepare_level_codes(folder, ckpt.fingerprint_through(codebooks))
     if prior_config.num_classes and int(codes[level].train_labels.min()) < 0:
         raise TrainingError(UNLABELLED)
     torch.manual_seed(train_config.seed)
     prior = GatedPixelCNN(prior_config)
     labels = codes[level].train_labels if prior_config.num_classes else None
-    fingerprint = ckpt.folder_fingerprint(folder, level)
+    fingerprint = ckpt.fingerprint_through(codebooks, level)
     task = PriorTask(
         prior, codes[level].train, labels, train_config, fingerprint, level, _conditions(folder, codes, level)
     )

@@ -41,21 +41,26 @@ def calls(checkpoint: str = CHECKPOINT) -> Calls:
     grid and classes."""
     folder = ROOT / checkpoint
     config = json.loads((folder / "config.json").read_text())
-    model, k = config["vqvae"]["model"], config["vqvae"]["quantizer"]["num_embeddings"]
+    family = config.get("family", "vqvae")  # a VQ-VAE-2's calls are on its bottom level, the largest grid
+    model, k = config[family]["model"], config[family]["quantizer"]["num_embeddings"]
     side = model["image_size"] // model["downsample"]
     heldout = json.loads((folder / "metrics.json").read_text())["images"]
     names = config["extra"]["class_names"]
     row, column = side // 2, side // 2
-    return {
-        "reconstruct": ("/reconstruct_heldout", lambda i: (checkpoint, i % heldout)),
-        "edit": ("/edit_code", lambda i: (checkpoint, row, column, (7 * i) % k)),
+    level = ("bottom",) if family == "vqvae2" else ()
+    table = {
+        "reconstruct": ("/reconstruct_heldout", lambda i: (checkpoint, i % heldout, *level)),
+        "edit": ("/edit_code", lambda i: (checkpoint, row, column, (7 * i) % k, *level)),
         "per-code": (
             "/code_in_context",
-            lambda i: (checkpoint, i % heldout, "one cell", 0, row, column, (11 * i) % k),
+            lambda i: (checkpoint, i % heldout, "one cell", 0, row, column, (11 * i) % k, *level),
         ),
         "sample 16 (3 priors)": ("/sample", lambda i: (checkpoint, names[i % len(names)], 1.0, 16, i)),
         "atlas select": ("/atlas_select", lambda i: (checkpoint, (13 * i) % k)),
     }
+    if level:
+        table["levels"] = ("/levels", lambda i: (checkpoint, i % heldout, (i + 1) % heldout, 1.0, i))
+    return table
 
 
 def free_port() -> int:

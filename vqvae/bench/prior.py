@@ -1,4 +1,5 @@
-"""The learned prior's speed: log-prob throughput, and the latency of drawing 1 and 64 grids."""
+"""The learned prior's speed: log-prob throughput, and the latency of drawing 1 and 64 grids; for a VQ-VAE-2,
+the latency of 16 images drawn ancestrally (every level's grid, top first) and decoded."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from .. import checkpoint as ckpt
 from ..config import PriorConfig
 from ..prior import GatedPixelCNN
+from ..sampling import sample_images
 
 
 @dataclass
@@ -64,3 +66,25 @@ def time_prior(folder: Path, repeats: int, batch: int = 512) -> PriorTimings:
         sample_1_ms=1000 * _median_s(sample(1), repeats),
         sample_64_s=_median_s(sample(64), repeats),
     )
+
+
+@dataclass
+class HierarchyTimings:
+    source: str  # the VQ-VAE-2's folder
+    images: int
+    threads: int
+    sample_s: float  # median over repeats: every level drawn by its learned prior, then decoded
+
+
+def time_hierarchy(folder: Path, repeats: int, images: int = 16, threads: int = 2) -> HierarchyTimings:
+    """`python -m vqvae sample`'s work on a VQ-VAE-2 with learned priors: `images` samples, every class in
+    turn, on `threads` threads."""
+    loaded = ckpt.load_checkpoint(folder)
+    levels = len(loaded.model.level_names)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        seconds = _median_s(lambda: sample_images(loaded, "learned", images, None, [1.0] * levels, 0), repeats)
+    finally:
+        torch.set_num_threads(before)
+    return HierarchyTimings(str(folder), images, threads, seconds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 TARGETS = {  # issue 5's targets, shown beside the measures
@@ -14,6 +15,7 @@ TARGETS = {  # issue 5's targets, shown beside the measures
     "serial": "p95 <= 150 ms",
     "concurrent": "p95 <= 1 s",
     "refusal": "< 1 s each",  # issue 6's: bad checkpoints and image bombs
+    "hierarchy": "<= 1.5 s",  # VQ-VAE-2's: 16 images from every level's prior, decoded, on 2 threads
 }
 
 
@@ -53,6 +55,13 @@ def _prior_rows(prior: dict[str, Any]) -> list[str]:
         f"| prior log-prob (grids/s) | {prior['log_prob_grids_per_s']:.0f} | | | |",
         f"| prior: sample 1 grid | {prior['sample_1_ms']:.1f} ms | | | {TARGETS['sample_1']} |",
         f"| prior: sample 64 grids | {prior['sample_64_s']:.3f} s | | | {TARGETS['sample_64']} |",
+    ]
+
+
+def _hierarchy_rows(h: dict[str, Any]) -> list[str]:
+    return [
+        f"| VQ-VAE-2 ({Path(h['source']).name}): {h['images']} samples, every level drawn and decoded, "
+        f"{h['threads']} threads | {h['sample_s']:.2f} s | | | {TARGETS['hierarchy']} |"
     ]
 
 
@@ -110,6 +119,7 @@ def table(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
         *_training_rows(results["training"]),
         *_prior_rows(results["prior"]),
+        *(_hierarchy_rows(results["hierarchy"]) if "hierarchy" in results else []),
         *(_refusal_rows(results["refusals"]) if "refusals" in results else []),
     ]
     if "app" in results:

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import checkpoint as ckpt
 from ..config import preset
 from ..data import load_split
 from . import machine, memory
-from .prior import time_prior
+from .prior import time_hierarchy, time_prior
 from .refusals import time_refusals
 from .training import (
     ours_step_flops,
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results.json"
+HIERARCHY = ROOT / "checkpoints" / "emoji64-2level"  # the shipped VQ-VAE-2 whose sampling is timed
 
 
 @dataclass
@@ -172,6 +174,9 @@ def run(config: BenchConfig) -> dict[str, Any]:
             for kind, refusals in time_refusals(ROOT / "checkpoints" / "mnist", config.refusal_repeats).items()
         },
     }
+    if (HIERARCHY / ckpt.CONFIG).exists():
+        repeats = max(1, config.prior_repeats // 2)
+        results["hierarchy"] = dataclasses.asdict(time_hierarchy(HIERARCHY, repeats))
     if config.app:
         results["app"] = measure_app(config)
     return _round(results)
