@@ -130,3 +130,19 @@ def test_sigterm_stops_the_prior_with_a_save_that_resumes_bit_for_bit(tmp_path, 
     assert main(["train-prior", str(straight), *args]) == 0
     for name in (ckpt.PRIOR, ckpt.PRIOR_STATE):
         assert same_tensors(out / name, straight / name), name
+
+
+def test_a_stop_while_the_classifier_trains_ends_it_and_leaves_it_unused(tmp_path, data):
+    """A stop reaches the classifier's loop too (it runs after the prior); a classifier stopped part-way is
+    not named in config.json, so nothing scores samples with it and the next run trains it again."""
+    from vqvae.classifier import load_classifier
+
+    chosen = preset("digits-tiny")
+    folder = tmp_path / "run"
+    train_vqvae(chosen.vqvae, dataclasses.replace(chosen.train, data=data, steps=5), folder)
+    asked = iter(range(1000))
+    train_classifier(folder, load_split(data, 8, 1), steps=500, should_stop=lambda: next(asked) >= 3)
+    assert next(asked) < 10  # it stopped after a few steps, not at its 500th
+    assert "classifier" not in ckpt.read_config(folder) and load_classifier(folder) is None
+    train_classifier(folder, load_split(data, 8, 1), steps=5)
+    assert load_classifier(folder) is not None

@@ -159,5 +159,6 @@ def _prior(folder: Path, job: PriorJob, progress: Progress, stopped: Callable[[]
         progress.phase("classifier", "training the classifier that scores the prior's samples")
         model = settings.vqvae.model
         split = load_split(settings.train.data, model.image_size, model.in_channels)
-        progress.done("classifier", train_classifier(folder, split, steps=job.classifier_steps))
+        classifier = train_classifier(folder, split, steps=job.classifier_steps, should_stop=stopped)
+        progress.done("classifier", classifier)
     return result

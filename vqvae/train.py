@@ -340,12 +340,21 @@ class ClassifierTask(Task):
         ckpt.write_tensors(folder / self.weights_file, self.model.state_dict(), {"step": str(step)})
 
 
-def train_classifier(folder: Path, split: Split, steps: int = CLASSIFIER_STEPS, seed: int = 0) -> Classifier:
-    """Train the sample-scoring classifier on the train split (labels required) and save it beside the checkpoint."""
+def train_classifier(
+    folder: Path,
+    split: Split,
+    steps: int = CLASSIFIER_STEPS,
+    seed: int = 0,
+    should_stop: Callable[[], bool] | None = None,
+) -> Classifier:
+    """Train the sample-scoring classifier on the train split (labels required) and save it beside the checkpoint.
+    Stopped early (should_stop), it is not named in config.json, so it is not used and the next run trains it
+    again from the start."""
     c, size = split.train.images.shape[1], split.train.images.shape[-1]
     config = classifier_training(steps, seed)
     torch.manual_seed(seed)  # its first weights too, not only its dropout and batches
     model = Classifier(c, size, len(split.train.class_names))
-    train_loop(ClassifierTask(model, split, config), config, Path(folder))
-    ckpt.update_config(folder, classifier={"in_channels": c, "image_size": size, "num_classes": model.shape[2]})
+    result = train_loop(ClassifierTask(model, split, config), config, Path(folder), should_stop=should_stop)
+    if result.step >= steps:
+        ckpt.update_config(folder, classifier={"in_channels": c, "image_size": size, "num_classes": model.shape[2]})
     return model.eval()
