@@ -47,6 +47,7 @@ from pages.reconstruct import UPLOAD_TYPES  # noqa: E402
 from vqvae.app.catalog import Catalog, label  # noqa: E402
 from vqvae.app.exposure import Exposure, exposure_for  # noqa: E402
 from vqvae.app.runs import RunManager  # noqa: E402
+from vqvae.config import every_level_name  # noqa: E402
 from vqvae.errors import ExposureError  # noqa: E402
 
 PAGES = {
@@ -125,13 +126,15 @@ def build_app(
                 label="checkpoint",
                 elem_id="checkpoint-picker",
                 scale=0,
-                min_width=260,
+                min_width=300,  # the longest shipped name, checkpoints/emoji64-2level, with the arrow beside it
                 allow_custom_value=True,
             )
             refresh = gr.Button("↻", scale=0, min_width=40, elem_id="refresh-checkpoints")
             # a VQ-VAE-2's levels (top, bottom): the pages where it matters show the chosen one
+            # offered every level name a hierarchy may have, so a call through the API may name any of them;
+            # each checkpoint then narrows the choice to its own levels
             shared.level = gr.Radio(
-                [], value=None, label="level", visible=False, scale=0, min_width=240, elem_id="level"
+                every_level_name(), value=None, label="level", visible=False, scale=0, min_width=240, elem_id="level"
             )
             presenter = gr.Button("presenter view", scale=0, min_width=150, size="sm", elem_id="presenter-toggle")
         for title, page in PAGES.items():

@@ -277,3 +277,13 @@ def test_a_class_asking_for_the_same_digit_at_once_gets_whole_pictures(app_serve
         answers = list(pool.map(lambda c: c.predict(SHIPPED, 7, api_name="/reconstruct_heldout")[1], clients))
     pictures = [picture(answer) for answer in answers]
     assert all(np.array_equal(p, pictures[0]) for p in pictures) and pictures[0].shape[0] >= 28
+
+
+def test_a_call_through_the_api_may_name_a_hierarchys_level(client, levels_checkpoint):
+    """The level choice is offered every level name, so the API can ask for the bottom grid of a VQ-VAE-2
+    (the browser's choice is narrowed to the checkpoint's own levels; test_browser_levels.py)."""
+    for level, side in (("top", 2), ("bottom", 4)):
+        grid = client.predict(levels_checkpoint, 3, level, api_name="/reconstruct_heldout")[2]
+        assert np.array(grid_of(plot_data(grid))).shape == (side, side), level
+    grid = client.predict(SHIPPED, 3, "bottom", api_name="/reconstruct_heldout")[2]
+    assert np.array(grid_of(plot_data(grid))).shape == (7, 7)  # one grid: the level is not asked about

@@ -38,11 +38,14 @@ def test_quick_bench_prints_valid_json_with_every_measure(tmp_path):
     assert memory["ours_peak_rss_mb"] > 0 and memory["plain_peak_rss_mb"] > 0
     prior = results["prior"]
     assert prior["log_prob_grids_per_s"] > 0 and prior["sample_1_ms"] > 0 and prior["sample_64_s"] > 0
+    hierarchy = results["hierarchy"]  # the shipped VQ-VAE-2's 16 samples
+    assert hierarchy["images"] == 16 and hierarchy["threads"] == 2 and hierarchy["sample_s"] > 0
     refusals = results["refusals"]
     assert len(refusals["checkpoints"]) >= 8 and len(refusals["images"]) == 4
     assert all(r["median_ms"] > 0 and r["message"] for kind in refusals.values() for r in kind)
     markdown = table(results)
     assert "| training throughput (images/s) |" in markdown and "| prior: sample 64 grids |" in markdown
+    assert "| VQ-VAE-2 (emoji64-2level): 16 samples" in markdown
     assert "| a broken checkpoint folder refused, slowest of" in markdown
 
 

@@ -82,3 +82,70 @@ def test_shipped_prior_samples_show_the_asked_class(shipped):
     assert prior["learned_sample_accuracy"] >= expected["learned_samples"]
     assert prior["uniform_sample_accuracy"] <= 0.2  # chance is 0.1 (0.11 for the nine emoji groups)
     assert prior["unigram_sample_accuracy"] <= 0.2
+
+
+# The shipped VQ-VAE-2 (Razavi et al. 2019): its figures are per level
+SHIPPED_LEVELS = {
+    "emoji64-2level": {
+        "data": "emoji", "images": 363, "train_images": 3278,
+        "latent_shapes": {"top": [8, 8], "bottom": [16, 16]}, "psnr_db": 23.5, "codes_used": 0.95,
+        "perplexity": {"top": 350.0, "bottom": 280.0}, "below_unigram": {"top": 4.5, "bottom": 3.2},
+        "classifier": 0.8, "learned_samples": 0.35,
+    },
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=list(SHIPPED_LEVELS))
+def shipped_levels(request):
+    folder = CHECKPOINTS / request.param
+    return folder, SHIPPED_LEVELS[request.param], evaluate_checkpoint(folder, save=False)
+
+
+def test_shipped_hierarchy_uses_every_level_and_meets_its_targets(shipped_levels):
+    _, expected, metrics = shipped_levels
+    assert metrics["data"] == expected["data"] and metrics["split"] == "test"
+    assert metrics["images"] == expected["images"] and metrics["latent_shapes"] == expected["latent_shapes"]
+    assert metrics["psnr_db"] >= expected["psnr_db"]
+    for level in expected["latent_shapes"]:
+        assert metrics[f"{level}_codes_used_fraction"] >= expected["codes_used"], level
+        assert metrics[f"{level}_perplexity"] >= expected["perplexity"][level], level
+
+
+def test_shipped_hierarchy_was_trained_on_the_train_split_only(shipped_levels):
+    folder, expected, _ = shipped_levels
+    loaded = ckpt.load_checkpoint(folder)
+    assert loaded.model.level_names == tuple(expected["latent_shapes"])
+    assert loaded.train_config.data == expected["data"]
+    assert loaded.data.train_images == expected["train_images"]
+
+
+def test_shipped_hierarchy_metrics_json_is_what_evaluate_measures(shipped_levels):
+    folder, _, metrics = shipped_levels
+    recorded = ckpt.read_json(folder / ckpt.METRICS)
+    assert recorded.keys() == metrics.keys() and recorded["prior"].keys() == metrics["prior"].keys()
+    for key in ("data", "split", "images", "levels", "latent_shapes", "train_steps", "measured"):
+        assert recorded[key] == metrics[key], key
+    for key in ("mse", "psnr_db", "ssim", "top_perplexity", "bottom_perplexity"):
+        assert recorded[key] == pytest.approx(metrics[key], rel=1e-4), key
+    for key, value in metrics["prior"].items():
+        if key.endswith("bits_per_latent") or key == "psnr_db_top_alone":
+            assert recorded["prior"][key] == pytest.approx(value, rel=1e-3), key
+
+
+def test_shipped_hierarchy_has_a_prior_per_level_better_than_unigram(shipped_levels):
+    _, expected, metrics = shipped_levels
+    prior = metrics["prior"]
+    assert prior["learned_levels"] == list(expected["latent_shapes"])
+    for level in expected["latent_shapes"]:
+        learned, unigram = prior[f"{level}_learned_bits_per_latent"], prior[f"{level}_unigram_bits_per_latent"]
+        assert prior[f"{level}_uniform_bits_per_latent"] == pytest.approx(9.0)  # log2 512
+        assert unigram - learned >= expected["below_unigram"][level], level
+    # the top codes alone, the bottom filled by its prior: the picture's layout, not its detail
+    assert 0 < prior["psnr_db_top_alone"] < metrics["psnr_db"]
+
+
+def test_shipped_hierarchy_samples_show_the_asked_class(shipped_levels):
+    _, expected, metrics = shipped_levels
+    prior = metrics["prior"]
+    assert prior["classifier_test_accuracy"] >= expected["classifier"]
+    assert prior["learned_sample_accuracy"] >= expected["learned_samples"]

@@ -100,6 +100,11 @@ LEVEL_NAMES = {
 }  # the levels of a hierarchy, top first, as config.json, the files and the app name them
 
 
+def every_level_name() -> list[str]:
+    """Every name a level of some hierarchy has, each once."""
+    return list(dict.fromkeys(name for names in LEVEL_NAMES.values() for name in names))
+
+
 @dataclass
 class VQVAE2Config:
     """VQ-VAE-2 (Razavi et al. 2019, section 3.1): `levels` grids of codes, the bottom one at

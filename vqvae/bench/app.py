@@ -47,7 +47,7 @@ def calls(checkpoint: str = CHECKPOINT) -> Calls:
     heldout = json.loads((folder / "metrics.json").read_text())["images"]
     names = config["extra"]["class_names"]
     row, column = side // 2, side // 2
-    level = ("bottom",) if family == "vqvae2" else ()
+    level = ("bottom",) if family == "vqvae2" else (None,)  # every call that follows the level names it
     table = {
         "reconstruct": ("/reconstruct_heldout", lambda i: (checkpoint, i % heldout, *level)),
         "edit": ("/edit_code", lambda i: (checkpoint, row, column, (7 * i) % k, *level)),
@@ -56,9 +56,9 @@ def calls(checkpoint: str = CHECKPOINT) -> Calls:
             lambda i: (checkpoint, i % heldout, "one cell", 0, row, column, (11 * i) % k, *level),
         ),
         "sample 16 (3 priors)": ("/sample", lambda i: (checkpoint, names[i % len(names)], 1.0, 16, i)),
-        "atlas select": ("/atlas_select", lambda i: (checkpoint, (13 * i) % k)),
+        "atlas select": ("/atlas_select", lambda i: (checkpoint, (13 * i) % k, *level)),
     }
-    if level:
+    if family == "vqvae2":
         table["levels"] = ("/levels", lambda i: (checkpoint, i % heldout, (i + 1) % heldout, 1.0, i))
     return table
 
