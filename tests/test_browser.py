@@ -157,7 +157,9 @@ def test_a_checkpoint_picked_before_the_first_answer_is_the_one_every_page_shows
     monkeypatch.setattr(Shared, "explorer", slowly)
     page = open_page(browser, app_server.url)
     choose(page, "checkpoint-picker", "emoji")
-    page.wait_for_selector("#source :text('class Smileys & Emotion')")
+    # every page's answers for the first checkpoint come 2 s late each, two at a time (the app's two model
+    # slots), and they are queued before the pick's: on a loaded machine those alone can take 30 s
+    page.wait_for_selector("#source :text('class Smileys & Emotion')", timeout=120_000)
     page.get_by_role("tab", name="Held-out image", exact=True).wait_for()
     open_tab(page, "Codebook usage")
     page.wait_for_selector(f"#usage-stats :text('{363 * 64:,} latents counted')")  # 363 emoji, an 8x8 grid each
