@@ -28,10 +28,15 @@ SHIPPED = {
 }  # fmt: skip
 
 
+def evaluated(name: str, table: dict) -> tuple:
+    """A shipped checkpoint's folder, its expected figures and what evaluate measures on it now."""
+    folder = CHECKPOINTS / name
+    return folder, table[name], evaluate_checkpoint(folder, save=False)
+
+
 @pytest.fixture(scope="module", params=list(SHIPPED))
 def shipped(request):
-    folder = CHECKPOINTS / request.param
-    return folder, SHIPPED[request.param], evaluate_checkpoint(folder, save=False)
+    return evaluated(request.param, SHIPPED)
 
 
 def test_shipped_checkpoint_meets_its_targets(shipped):
@@ -97,8 +102,7 @@ SHIPPED_LEVELS = {
 
 @pytest.fixture(scope="module", params=list(SHIPPED_LEVELS))
 def shipped_levels(request):
-    folder = CHECKPOINTS / request.param
-    return folder, SHIPPED_LEVELS[request.param], evaluate_checkpoint(folder, save=False)
+    return evaluated(request.param, SHIPPED_LEVELS)
 
 
 def test_shipped_hierarchy_uses_every_level_and_meets_its_targets(shipped_levels):
