@@ -61,6 +61,14 @@ def reconstruct_heldout(shared: Shared, choice: str, index: float, level: str | 
     return (*_with_input(decoded, explorer.level), source)
 
 
+def heldout_if_current(shared: Shared, opened: str, picked: str, index: float, level: str | None = None) -> tuple:
+    """The held-out image of the checkpoint the inputs were fitted to, unless another was picked since: its own
+    chain shows it, and a late answer for the old one must not come after it and overwrite it."""
+    if opened != picked:
+        return tuple(gr.skip() for _ in range(6))
+    return reconstruct_heldout(shared, opened, index, level)
+
+
 def reconstruct_upload(shared: Shared, choice: str, path: str | None, level: str | None = None) -> tuple:
     if not path:
         raise InputError("choose an image file first")
@@ -237,9 +245,14 @@ def build(shared: Shared) -> None:
     )
     # on open and on another checkpoint: fit the inputs to it, then show the current held-out image
     # the chain reads the checkpoint the inputs were fitted to (`opened`, set with them), not the picker, which
-    # another pick could change before the chain ends (pairing the new checkpoint with the old one's index)
+    # another pick could change before the chain ends (pairing the new checkpoint with the old one's index);
+    # a chain overtaken by a later pick shows nothing (the later one's chain does)
     opened = gr.State(None)
     fitted = [index, row, col, code, heldout_tab, caption, sketch, opened]
     shared.on_checkpoint(callback(limits, shared), [picker, index, level], fitted, levels=True).then(
-        heldout, [opened, index, level], outputs, api_visibility="private", concurrency_id=MODEL
+        callback(heldout_if_current, shared),
+        [opened, picker, index, level],
+        outputs,
+        api_visibility="private",
+        concurrency_id=MODEL,
     )
