@@ -36,8 +36,8 @@ class PoisonedAt(Task):
             batch[0, 0, 0, 0] = float("nan")  # one pixel of one image
         return batch
 
-    def loss(self, batch):
-        loss, scalars = self.inner.loss(batch)
+    def loss(self, network, batch):
+        loss, scalars = self.inner.loss(network, batch)
         if self.step == self.k and self.where == "loss":
             loss = loss * float("nan")
         if self.step == self.k and self.where == "gradients":  # the loss stays finite; its gradients do not

@@ -8,17 +8,20 @@ second, before anything is written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
 from .config import (
+    DEVICES,
+    PRECISIONS,
     PRESETS,
     PRIOR_BATCH_SIZE,
     PRIOR_LEARNING_RATE,
@@ -34,6 +37,7 @@ from .sources import SOURCES, check_source
 from .stopping import SignalStop
 
 if TYPE_CHECKING:
+    from .runtime import Runtime
     from .train import TrainEvent, TrainResult
 
 
@@ -84,6 +88,23 @@ def _train_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out exactly where it stopped")
     p.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation and analysis at the end")
     p.add_argument("--no-umap", action="store_true", help="analyse with PCA only (UMAP is slow to start)")
+    _runtime_flags(p)
+
+
+def _runtime_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="where to compute: a CUDA GPU if there is one, else Apple's MPS, else the CPU [default: auto]",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="of the networks' arithmetic, by torch.autocast (the codebook and losses stay float32): bf16 on a "
+        "GPU that has it, else fp32; fp16 only on CUDA [default: auto]",
+    )
 
 
 def _evaluate_parser(commands: argparse._SubParsersAction) -> None:
@@ -158,6 +179,7 @@ def _train_prior_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for weights and data order [default: 0]")
     p.add_argument("--save-every", type=int, help="save a resumable checkpoint every this many steps [default: 500]")
     p.add_argument("--resume", action="store_true", help="continue the prior run saved in the folder")
+    _runtime_flags(p)
 
 
 def _sample_parser(commands: argparse._SubParsersAction) -> None:
@@ -274,6 +296,7 @@ def _run_settings(args: argparse.Namespace) -> tuple[VQVAEConfig, TrainConfig]:
         config, train_config = load_config(args.out)[1:3]
         if train_config is None:
             raise VQVAEError(f"{args.out} has no training settings to resume")
+        _same_as_saved(args, {**vars(config.model), **vars(config.quantizer), **vars(train_config)})
         return config, dataclasses.replace(train_config, **_length(args))  # a length given replaces both
 
     def flags(names: tuple[str, ...]) -> dict:
@@ -281,6 +304,19 @@ def _run_settings(args: argparse.Namespace) -> tuple[VQVAEConfig, TrainConfig]:
 
     chosen = preset_with(args.preset, flags(MODEL_FLAGS), flags(QUANTIZER_FLAGS), flags(TRAIN_FLAGS))
     return chosen.vqvae, chosen.train
+
+
+def _same_as_saved(args: argparse.Namespace, saved: dict[str, Any], names: tuple[str, ...] = ()) -> None:
+    """A resume continues the folder's run as it was set up: a setting given that differs from it is refused
+    (only the length may change)."""
+    names = names or MODEL_FLAGS + QUANTIZER_FLAGS + TRAIN_FLAGS
+    for name in names:
+        given = getattr(args, name, None)
+        if name not in ("steps", "minutes") and given is not None and name in saved and given != saved[name]:
+            raise VQVAEError(
+                f"{name} = {given!r} differs from the {saved[name]!r} the run was started with; a resume keeps the "
+                "folder's settings (only --steps or --minutes may change). Start a new run to change it."
+            )
 
 
 def _length(args: argparse.Namespace) -> dict:
@@ -292,8 +328,9 @@ def _length(args: argparse.Namespace) -> dict:
     return {"steps": args.steps, "minutes": args.minutes}
 
 
-def _stopped(stop: SignalStop, saved: str, resume: str) -> int:
-    print(f"stopped by {stop.name}: {saved}. Continue with: {resume}")
+def _stopped(stop: SignalStop, saved: str, resume: str, shown: bool = True) -> int:
+    if shown:  # by rank 0 alone in a data-parallel run
+        print(f"stopped by {stop.name}: {saved}. Continue with: {resume}")
     return stop.exit_status
 
 
@@ -302,20 +339,47 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_source(train_config.data, train_config.batch_size)
     from .jobs import Job, run
 
-    job = Job(
-        args.out,
-        config,
-        train_config,
-        resume=args.resume,
-        evaluate=not args.no_eval,
-        analyse=not args.no_eval,
-        with_umap=not args.no_umap,
-    )
-    with SignalStop() as stop:
-        outcome = run(job, _CommandLine(stop, args.out), stop)
+    with _process(args, train_config.batch_size) as runtime, SignalStop() as stop:
+        job = Job(
+            args.out,
+            config,
+            train_config,
+            resume=args.resume,
+            evaluate=not args.no_eval,
+            analyse=not args.no_eval,
+            with_umap=not args.no_umap,
+            runtime=runtime,
+        )
+        outcome = run(job, _CommandLine(stop, args.out, runtime.shard.main), stop)
     if outcome.stopped:
-        return _stopped(stop, _saved(outcome.vqvae), f"python -m vqvae train --out {args.out} --resume")
+        resume = f"python -m vqvae train --out {args.out} --resume"
+        return _stopped(stop, _saved(outcome.vqvae), resume, runtime.shard.main)
     return 0
+
+
+@contextlib.contextmanager
+def _process(args: argparse.Namespace, batch_size: int) -> Iterator[Runtime]:
+    """This process's device, precision and rank (torchrun's variables), checked before anything is
+    written; in a data-parallel run, in the run's process group until the command ends."""
+    from . import distributed
+    from .runtime import pick_runtime
+
+    shard = distributed.shard_from_environment()
+    shard.check_batch(batch_size)
+    runtime = pick_runtime(args.device, args.precision, shard)
+    distributed.join(shard, runtime.device)
+    try:
+        yield runtime
+    except RuntimeError as error:
+        if shard.world_size == 1:
+            raise
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise VQVAEError(
+            f"process {shard.rank} of the run stopped: {first}. When another process ends (killed, out of memory), "
+            "the others end too; the folder keeps its last complete save, which --resume continues"
+        ) from error
+    finally:
+        distributed.leave()
 
 
 def _saved(result: TrainResult, what: str = "") -> str:
@@ -325,20 +389,23 @@ def _saved(result: TrainResult, what: str = "") -> str:
 
 
 class _CommandLine:
-    """A job's progress on the terminal: a tqdm bar per training loop, a line when a step is done.
-    (A `jobs.Progress`; defined without importing jobs, which loads torch.)"""
+    """A job's progress on the terminal: a tqdm bar per training loop, a line when a step is done; nothing
+    from the ranks after the first of a data-parallel run. (A `jobs.Progress`; defined without importing
+    jobs, which loads torch.)"""
 
-    def __init__(self, stop: SignalStop, folder: Path):
-        self.stop, self.folder = stop, folder
+    def __init__(self, stop: SignalStop, folder: Path, shown: bool = True):
+        self.stop, self.folder, self.shown = stop, folder, shown
 
     def phase(self, phase: str, note: str) -> None:
-        if phase == "classifier":
+        if phase == "classifier" and self.shown:
             print(f"{note} ...")
 
     def events(self, phase: str) -> Callable[[TrainEvent], None]:
         return _progress_bar()
 
     def done(self, phase: str, result: Any) -> None:
+        if not self.shown:
+            return
         if phase == "vqvae" and not self.stop():
             print(_saved(result))
         elif phase == "prior" and not self.stop():
@@ -407,9 +474,11 @@ def _prior_settings(args: argparse.Namespace) -> TrainConfig:
         every = getattr(load_config(args.checkpoint).vqvae, "level_names", [None])
         levels = [args.level] if args.level else list(every)
         begun = [level for level in levels if prior_stem(level) in read_config(args.checkpoint)] or levels
-        saved = read_prior_settings(args.checkpoint, begun[0])[1]
+        prior, saved = read_prior_settings(args.checkpoint, begun[0])
         if saved is None:
             raise VQVAEError(f"{args.checkpoint} has no prior training settings to resume")
+        settings = ("num_layers", "hidden_channels", "dropout", "attention_heads", "batch_size", "learning_rate")
+        _same_as_saved(args, {**vars(prior), **vars(saved)}, settings + ("save_every",))
         return dataclasses.replace(saved, **_length(args))  # a length given replaces both
     checked = prior_training(
         "", args.seed, **_given(args, ("batch_size", "learning_rate", "save_every")), **_length(args)
@@ -434,13 +503,13 @@ def cmd_train_prior(args: argparse.Namespace) -> int:
     settings = _given(args, ("num_layers", "hidden_channels", "dropout", "attention_heads"))
     levels = None if args.level is None else (args.level,)
     prior = PriorJob(train_config, settings, conditional=not args.unconditional, resume=args.resume, levels=levels)
-    with SignalStop() as stop:
-        job = Job(args.checkpoint, evaluate=False, analyse=False, prior=prior)
-        outcome = run(job, _CommandLine(stop, args.checkpoint), stop)
+    with _process(args, train_config.batch_size) as runtime, SignalStop() as stop:
+        job = Job(args.checkpoint, evaluate=False, analyse=False, prior=prior, runtime=runtime)
+        outcome = run(job, _CommandLine(stop, args.checkpoint, runtime.shard.main), stop)
     if outcome.stopped:
         level = "" if args.level is None else f" --level {args.level}"
         resume = f"python -m vqvae train-prior {args.checkpoint}{level} --resume"
-        return _stopped(stop, _saved(outcome.prior, "the prior"), resume)
+        return _stopped(stop, _saved(outcome.prior, "the prior"), resume, runtime.shard.main)
     return 0
 
 

@@ -256,6 +256,10 @@ def data_facts_from_dict(data: Any) -> DataFacts:
 
 
 # How a prior and the sample-scoring classifier train, from the command line and the app alike
+# where and how a job computes (runtime.py): never saved, so a checkpoint is device-free
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
 PRIOR_MINUTES = 5.0  # unless steps or minutes are given
 PRIOR_BATCH_SIZE = 128  # code grids per step
 PRIOR_LEARNING_RATE = 1e-3

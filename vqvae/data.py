@@ -366,13 +366,16 @@ def fit(dataset: Dataset, image_size: int, channels: int) -> Dataset:
     return Dataset(images.clamp(0, 1).contiguous(), dataset.labels, dataset.class_names)
 
 
-def random_shift(x: torch.Tensor, shift: int, seed: int, step: int) -> torch.Tensor:
+def random_shift(x: torch.Tensor, shift: int, seed: int, step: int, part: slice | None = None) -> torch.Tensor:
     """Translate each image (B, C, H, W) by up to `shift` pixels each way, edges repeated.
 
-    The offsets are a pure function of (seed, step), so a resumed run draws the same ones.
+    The offsets are a pure function of (seed, step), so a resumed run draws the same ones. `part`:
+    where x lies in the whole step's batch (a rank's part, distributed.py), so each image is moved
+    as it would be in one process.
     """
+    part = part or slice(0, x.shape[0])
     generator = torch.Generator().manual_seed(seed * 1_000_003 + step + 7_919)
-    offsets = torch.randint(0, 2 * shift + 1, (x.shape[0], 2), generator=generator).tolist()
+    offsets = torch.randint(0, 2 * shift + 1, (part.stop, 2), generator=generator)[part].tolist()
     padded = torch.nn.functional.pad(x, (shift,) * 4, mode="replicate")  # (B, C, H + 2s, W + 2s)
     h, w = x.shape[-2:]
     return torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets)])

@@ -11,6 +11,9 @@
 run all of them; each reports through a `Progress`. A run stopped in its VQ-VAE phase ends there,
 or (`finish_when_stopped`, the app's runs) is still evaluated and analysed (PCA only),
 so that every page can open what it kept.
+
+In a data-parallel run (distributed.py) every rank runs the job: the training steps together,
+the evaluations and analyses on rank 0 alone.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import checkpoint as ckpt
+from . import distributed
 from .analysis import Analysis, analyse_checkpoint
 from .classifier import load_classifier
 from .config import CLASSIFIER_STEPS, TrainConfig, VQVAEConfig
@@ -29,6 +33,7 @@ from .data import load_split
 from .evaluate import evaluate_checkpoint
 from .files import prior_stem
 from .prior_training import grid_count, train_prior
+from .runtime import Runtime
 from .train import EventCallback, TrainResult, train_classifier, train_vqvae
 
 PHASES = ("vqvae", "evaluate", "analyse", "prior", "done")
@@ -60,6 +65,7 @@ class Job:
     with_umap: bool = True  # UMAP beside PCA in the analysis (numba's first fit takes a while)
     prior: PriorJob | None = None
     finish_when_stopped: bool = False  # a stopped VQ-VAE is still evaluated and analysed
+    runtime: Runtime = field(default_factory=Runtime)  # device, precision, and this process's rank
 
 
 class Progress:
@@ -91,27 +97,36 @@ def run(job: Job, progress: Progress | None = None, should_stop: Callable[[], bo
     progress = progress or Progress()
     stopped = should_stop or (lambda: False)
     outcome = Outcome(stopped=False)
+    main = job.runtime.shard.main
 
     def halted() -> bool:
-        outcome.stopped = stopped()
+        outcome.stopped = outcome.stopped or stopped()
         return outcome.stopped and not job.finish_when_stopped
 
     if job.vqvae is not None and job.train is not None:
         progress.phase("vqvae", f"training the VQ-VAE on {job.train.data}")
         outcome.vqvae = train_vqvae(
-            job.vqvae, job.train, job.folder, resume=job.resume, on_event=progress.events("vqvae"), should_stop=stopped
+            job.vqvae,
+            job.train,
+            job.folder,
+            resume=job.resume,
+            on_event=progress.events("vqvae"),
+            should_stop=stopped,
+            runtime=job.runtime,
         )
         progress.done("vqvae", outcome.vqvae)
-    if job.evaluate and not halted():
+        outcome.stopped = outcome.vqvae.stopped  # agreed by every rank
+    if main and job.evaluate and not halted():
         outcome.metrics = _evaluate(job.folder, progress, "measuring the VQ-VAE on the held-out split")
-    if job.analyse and not halted():
+    if main and job.analyse and not halted():
         with_umap = job.with_umap and not stopped()
         progress.phase("analyse", "projecting the codebook" + (" (PCA and UMAP)" if with_umap else " (PCA)"))
         outcome.analysis = analyse_checkpoint(job.folder, with_umap=with_umap)
         progress.done("analyse", outcome.analysis)
-    if job.prior is not None and not stopped():
-        outcome.prior = _prior(job.folder, job.prior, progress, stopped)
-        if job.evaluate and not halted():
+    if job.prior is not None and not distributed.agree(0.0, outcome.stopped or stopped())[1]:
+        outcome.prior = _prior(job.folder, job.prior, progress, stopped, job.runtime)
+        outcome.stopped = outcome.prior.stopped
+        if main and job.evaluate and not halted():
             note = "measuring the VQ-VAE and its priors on the held-out split"
             outcome.metrics = _evaluate(job.folder, progress, note)
     halted()
@@ -125,9 +140,11 @@ def _evaluate(folder: Path, progress: Progress, note: str) -> dict[str, Any]:
     return metrics
 
 
-def _prior(folder: Path, job: PriorJob, progress: Progress, stopped: Callable[[], bool]) -> TrainResult:
+def _prior(
+    folder: Path, job: PriorJob, progress: Progress, stopped: Callable[[], bool], runtime: Runtime
+) -> TrainResult:
     """The prior (of each level of a hierarchy, top first), then (labelled data, none yet) the classifier
-    that scores its samples. Returns the last prior's result."""
+    that scores its samples. Returns the last prior's result, stopped if any step was."""
     settings = ckpt.load_config(folder)
     labelled = settings.data.labelled
     conditional = labelled if job.conditional is None else job.conditional
@@ -151,14 +168,17 @@ def _prior(folder: Path, job: PriorJob, progress: Progress, stopped: Callable[[]
             resume=resume,
             on_event=progress.events("prior"),
             should_stop=stopped,
+            runtime=runtime,
         )
         progress.done("prior", result)
-        if stopped():
-            break
-    if labelled and job.classifier_steps and not stopped() and load_classifier(folder) is None:
+        if result.stopped:
+            return result
+    if distributed.agree(0.0, stopped())[1]:  # asked between two steps: on every rank, or on none
+        return dataclasses.replace(result, stopped=True)
+    if labelled and job.classifier_steps and load_classifier(folder) is None:
         progress.phase("classifier", "training the classifier that scores the prior's samples")
         model = settings.vqvae.model
         split = load_split(settings.train.data, model.image_size, model.in_channels)
-        classifier = train_classifier(folder, split, steps=job.classifier_steps, should_stop=stopped)
+        classifier = train_classifier(folder, split, steps=job.classifier_steps, should_stop=stopped, runtime=runtime)
         progress.done("classifier", classifier)
     return result

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from . import checkpoint as ckpt
+from . import distributed
 from .ancestral import condition_channels, condition_map
 from .atomic import remove_stale_temp_files
 from .codes import extract_level_codes
@@ -25,6 +26,7 @@ from .errors import CheckpointError, TrainingError
 from .families import ModelSettings, family_of
 from .files import prior_file, prior_history_file, prior_state_file
 from .prior import GatedPixelCNN
+from .runtime import Runtime
 from .train import EpochSampler, EventCallback, Task, TrainResult, train_loop
 
 log = logging.getLogger(__name__)
@@ -47,22 +49,23 @@ class PriorTask(Task):
         fingerprint: str,
         level: str | None = None,
         conditions: Conditions | None = None,
+        shard: distributed.Shard | None = None,
     ):
         self.model, self.codes, self.labels, self.fingerprint = prior, codes, labels, fingerprint
         self.level, self.conditions = level, conditions
         self.weights_file, self.state_file = prior_file(level), prior_state_file(level)
         self.history_file = prior_history_file(level)
-        self.sampler = EpochSampler(codes.shape[0], config.batch_size, config.seed)
+        self.sampler = EpochSampler(codes.shape[0], config.batch_size, config.seed, shard)
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         rows = self.sampler.rows(step)
         labels = None if self.labels is None else self.labels[rows]
         return self.codes[rows], labels, None if self.conditions is None else self.conditions(rows)
 
-    def loss(self, batch: tuple) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, network: torch.nn.Module, batch: tuple) -> tuple[torch.Tensor, dict[str, float]]:
         codes, labels, condition = batch
-        h, w = codes.shape[1:]
-        nll = -self.model.log_prob(codes, labels, condition).mean() / (h * w)  # nats per latent
+        logits = network(codes, labels, condition).float()  # (B, K, h, w), through DDP's wrapper when distributed
+        nll = torch.nn.functional.cross_entropy(logits, codes)  # nats per latent: -log p(z | label, s) / (h w)
         return nll, {"loss": nll.item(), "bits_per_latent": nll.item() / math.log(2)}
 
     def save_weights(self, folder: Path, step: int, elapsed_s: float) -> None:
@@ -143,6 +146,7 @@ def train_prior(
     resume: bool = False,
     on_event: EventCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    runtime: Runtime | None = None,
 ) -> TrainResult:
     """Fit the gated PixelCNN prior to the code grids of a trained VQ-VAE folder, or of one level of a
     VQ-VAE-2 (level: its name, e.g. "top"; a level below the top hears the codes above it).
@@ -150,8 +154,11 @@ def train_prior(
     settings: PriorConfig fields beyond K and the grid (e.g. hidden_channels); on resume
     the folder's own prior settings are used. As for the VQ-VAE, everything is checked before
     config.json gains the prior's settings, and a resume before the first save starts at step 0.
+    In a data-parallel run every rank calls it; rank 0 extracts the codes and writes the folder.
     """
     folder = Path(folder)
+    runtime = runtime or Runtime()
+    main = runtime.shard.main
     config, vqvae_training, data = ckpt.load_config(folder)[1:]
     check_level(config, level)
     grids = grid_count(data, vqvae_training)
@@ -172,21 +179,33 @@ def train_prior(
             raise TrainingError(UNLABELLED)
         prior_config = _new_prior_config(config, level, classes, settings or {})
     codebooks = ckpt.folder_codebooks(folder)  # the weights read once, for both fingerprints
-    codes = prepare_level_codes(folder, ckpt.fingerprint_through(codebooks))
+    distributed.barrier()  # every rank has checked the folder before rank 0 writes to it
+    if main:
+        codes = prepare_level_codes(folder, ckpt.fingerprint_through(codebooks))
+    distributed.barrier()
+    if not main:  # saved by rank 0 by now
+        codes = prepare_level_codes(folder, ckpt.fingerprint_through(codebooks))
     if prior_config.num_classes and int(codes[level].train_labels.min()) < 0:
         raise TrainingError(UNLABELLED)
     torch.manual_seed(train_config.seed)
     prior = GatedPixelCNN(prior_config)
     labels = codes[level].train_labels if prior_config.num_classes else None
     fingerprint = ckpt.fingerprint_through(codebooks, level)
-    task = PriorTask(
-        prior, codes[level].train, labels, train_config, fingerprint, level, _conditions(folder, codes, level)
-    )
-    if not resume:
+    conditions = _conditions(folder, codes, level)
+    task = PriorTask(prior, codes[level].train, labels, train_config, fingerprint, level, conditions, runtime.shard)
+    if not resume and main:
         ckpt.update_config(folder, **ckpt.prior_sections(level, prior_config, train_config))
-    elif not saved:
+    elif resume and not saved:
         log.info("the prior in %s was stopped before its first save: training it from step 0", folder)
-    return train_loop(task, train_config, folder, resume=resume and saved, on_event=on_event, should_stop=should_stop)
+    return train_loop(
+        task,
+        train_config,
+        folder,
+        resume=resume and saved,
+        on_event=on_event,
+        should_stop=should_stop,
+        runtime=runtime,
+    )
 
 
 def _conditions(folder: Path, codes: dict[str | None, ckpt.Codes], level: str | None) -> Conditions | None:

@@ -15,6 +15,12 @@ Options that keep the whole codebook in use (all off in the plain paper setting)
 codebook initialised from the first batch's encoder outputs (random samples or
 k-means), dead-code restart (a code unused for N training steps is re-seeded from
 current encoder outputs), and l2-normalised (cosine) codes.
+
+The search, the codebook's statistics and both loss terms are computed in float32, under mixed
+precision too (runtime.py). In a data-parallel run (distributed.py) the code counts and EMA sums
+are summed over every rank, and initialisations and restarts are drawn on rank 0 from every
+rank's encoder outputs, so each rank holds the same codebook after every step: the one a single
+process would hold after the same whole batch.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import QuantizerConfig
+from .distributed import from_main, rows_of_every_rank, sum_across_ranks
 from .metrics import perplexity
 
 
@@ -111,6 +118,10 @@ class _Quantizer(nn.Module):
         return self.codebook[indices].permute(0, 3, 1, 2).contiguous()  # (B, h, w, D) -> (B, D, h, w)
 
     def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
+        with torch.autocast(z_e.device.type, enabled=False):  # distances and statistics in float32
+            return self._quantise(z_e.float())
+
+    def _quantise(self, z_e: torch.Tensor) -> QuantizerOutput:
         b, d, h, w = z_e.shape
         z = self._flatten(z_e)  # (B*h*w, D)
         if self.training and not bool(self.initialised):
@@ -120,6 +131,7 @@ class _Quantizer(nn.Module):
         e = codebook[indices]  # (B*h*w, D)
         counts = torch.bincount(indices, minlength=self.num_embeddings)
         if self.training:
+            sum_across_ranks(counts)  # the whole batch's usage, on every rank
             self._learn(z.detach(), indices, counts)
         commitment_loss = F.mse_loss(z, e.detach())
         codebook_loss = self._codebook_loss(z, e)
@@ -141,13 +153,15 @@ class _Quantizer(nn.Module):
 
     @torch.no_grad()
     def _initialise(self, z: torch.Tensor) -> None:
+        """Codes drawn from the first batch's encoder outputs, every rank's (drawn on rank 0)."""
         k = self.num_embeddings
+        z = rows_of_every_rank(z)
         if self.config.init == "kmeans":
             codes = kmeans(z, k, self.config.kmeans_iters)
         else:  # "samples"
             rows = torch.randint(0, z.shape[0], (k,)) if z.shape[0] < k else torch.randperm(z.shape[0])[:k]
             codes = z[rows]
-        self._set_codes(torch.ones(k, dtype=torch.bool), codes)
+        self._set_codes(torch.ones(k, dtype=torch.bool, device=z.device), from_main(codes.contiguous()))
         self.initialised.fill_(True)
 
     @torch.no_grad()
@@ -158,9 +172,10 @@ class _Quantizer(nn.Module):
         if n > 0:
             self.usage.mul_(1 - 1 / n).add_(counts.to(self.usage.dtype), alpha=1 / n)  # ~ the last n steps
             dead = (self.steps_since_used >= n) | (self.usage < self.config.dead_code_usage * self.usage.mean())
-            if bool(dead.any()):
-                rows = torch.randint(0, z.shape[0], (int(dead.sum()),))
-                self._set_codes(dead, z[rows])
+            if bool(dead.any()):  # the same on every rank: the counts are the whole batch's
+                z = rows_of_every_rank(z)
+                rows = torch.randint(0, z.shape[0], (int(dead.sum()),)).to(z.device)
+                self._set_codes(dead, from_main(z[rows]))
                 self.steps_since_used.masked_fill_(dead, 0)
                 self.usage[dead] = self.usage.mean()  # a fresh code gets a fair trial
 
@@ -210,7 +225,7 @@ class VectorQuantizerEMA(_Quantizer):
     @torch.no_grad()
     def _learn(self, z: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor) -> None:
         decay, eps, k = self.config.decay, self.config.epsilon, self.num_embeddings
-        sums = torch.zeros_like(self.embed_sum).index_add_(0, indices, z)  # (K, D)
+        sums = sum_across_ranks(torch.zeros_like(self.embed_sum).index_add_(0, indices, z))  # (K, D), whole batch
         self.cluster_size.mul_(decay).add_(counts.to(z.dtype), alpha=1 - decay)
         self.embed_sum.mul_(decay).add_(sums, alpha=1 - decay)
         total = self.cluster_size.sum()

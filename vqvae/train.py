@@ -3,7 +3,8 @@
 The loop knows nothing of the model it trains (minGPT's Trainer): a `Task` hands
 it batches and a loss, and it handles the rest the same way for both: Adam with
 cosine decay, a non-finite check on every step, progress events, history curves,
-periodic atomic saves, exact resume and a cooperative stop.
+periodic atomic saves, exact resume and a cooperative stop. It runs on any device, in mixed
+precision, and as one rank of a data-parallel run (runtime.py, distributed.py).
 
 The VQ-VAE objective (equation 3 of van den Oord et al. 2017):
     L = ||x - D(z_q)||^2 / Var(x) + ||sg[z_e] - e||^2 + beta ||z_e - sg[e]||^2
@@ -24,12 +25,14 @@ from typing import Any
 import torch
 
 from . import checkpoint as ckpt
+from . import distributed
 from .atomic import remove_stale_temp_files
 from .classifier import Classifier
 from .config import CLASSIFIER_STEPS, DataFacts, TrainConfig, classifier_training
 from .data import Split, load_split, random_shift
 from .errors import CheckpointError, TrainingError
 from .families import Model, ModelSettings, build_model, level_key, level_names
+from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +63,9 @@ class Task:
     def batch(self, step: int) -> Any:
         raise NotImplementedError
 
-    def loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        """The loss to minimise and the scalars to average over a log window."""
+    def loss(self, network: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of `network` (the model, or DistributedDataParallel's wrapper of it) on a batch, to
+        minimise, and the scalars to average over a log window."""
         raise NotImplementedError
 
     def window_metrics(self) -> dict[str, float]:
@@ -80,13 +84,16 @@ class Task:
 
 
 class EpochSampler:
-    """Batch rows for step s as a pure function of (seed, s): resume needs no sampler state."""
+    """Batch rows for step s as a pure function of (seed, s): resume needs no sampler state. In a
+    data-parallel run every rank draws the same batch and keeps its part (Shard.part)."""
 
-    def __init__(self, num_items: int, batch_size: int, seed: int):
+    def __init__(self, num_items: int, batch_size: int, seed: int, shard: distributed.Shard | None = None):
         if num_items == 0:
             raise TrainingError("the training data is empty")
         if batch_size > num_items:
             raise TrainingError(f"batch size {batch_size} is larger than the {num_items} training images")
+        self.shard = shard or distributed.Shard()
+        self.shard.check_batch(batch_size)
         self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
         self.per_epoch = num_items // batch_size
         self._epoch, self._order = -1, torch.empty(0, dtype=torch.int64)
@@ -96,7 +103,13 @@ class EpochSampler:
         if epoch != self._epoch:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             self._epoch, self._order = epoch, torch.randperm(self.num_items, generator=generator)
-        return self._order[position * self.batch_size : (position + 1) * self.batch_size]
+        batch = self._order[position * self.batch_size : (position + 1) * self.batch_size]
+        return batch[self.part]
+
+    @property
+    def part(self) -> slice:
+        """This rank's positions within each batch."""
+        return self.shard.part(self.batch_size)
 
 
 @dataclass
@@ -105,6 +118,7 @@ class TrainResult:
     step: int
     elapsed_s: float
     history: list[dict[str, Any]]
+    stopped: bool = False  # asked to stop before its length was reached (on any rank)
 
 
 def progress(step: int, elapsed_s: float, config: TrainConfig) -> float:
@@ -137,10 +151,19 @@ def train_loop(
     resume: bool = False,
     on_event: EventCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    runtime: Runtime | None = None,
 ) -> TrainResult:
-    """Train until `config.steps` or `config.minutes` (or a stop) and save; returns where it ended."""
-    emit = on_event or (lambda event: None)
+    """Train until `config.steps` or `config.minutes` (or a stop) and save; returns where it ended.
+
+    On `runtime`'s device and precision (the CPU in float32 by default). In a data-parallel run
+    every rank calls it: the ranks agree each step on the clock, a stop and the logged scalars,
+    and rank 0 alone saves and reports."""
+    runtime = runtime or Runtime()
+    main = runtime.shard.main
+    emit = (on_event or (lambda event: None)) if main else (lambda event: None)
+    task.model.to(runtime.device)
     optimizer = torch.optim.Adam(task.model.parameters(), lr=config.learning_rate)
+    scaler = runtime.grad_scaler()
     step, elapsed, history = 0, 0.0, []
     sums: dict[str, float] = {}
     window_steps = 0
@@ -150,10 +173,12 @@ def train_loop(
         step, elapsed = state.step, state.elapsed_s
         sums, window_steps = state.window_sums, state.window_steps
         task.load_window_tensors(state.window_tensors)
-        if (folder / task.history_file).exists():
+        if main and (folder / task.history_file).exists():
             history = [row for row in ckpt.read_json(folder / task.history_file) if row["step"] <= step]
-    remove_stale_temp_files(folder, (task.weights_file, task.history_file, task.state_file, ckpt.CONFIG))
+    if main:
+        remove_stale_temp_files(folder, (task.weights_file, task.history_file, task.state_file, ckpt.CONFIG))
     task.model.train()
+    network = distributed.data_parallel(task.model, runtime.device)
     start = time.perf_counter() - elapsed
     emit(TrainEvent("start", step, config.steps, elapsed, progress(step, elapsed, config)))
 
@@ -182,20 +207,32 @@ def train_loop(
             f"checkpoint (step {last_saved}) was kept. A lower learning rate may help."
         )
 
-    last_saved = step
-    while progress(step, time.perf_counter() - start, config) < 1.0 and not (should_stop and should_stop()):
-        lr = learning_rate(config, progress(step, time.perf_counter() - start, config))
+    last_saved, stop = step, False
+    while True:
+        # every rank goes by rank 0's clock and stops when any rank is asked to (a signal reaches each
+        # process on its own), so all take the same learning rate and the same number of steps
+        elapsed, stop = distributed.agree(time.perf_counter() - start, bool(should_stop and should_stop()))
+        done = progress(step, elapsed, config)
+        if done >= 1.0 or stop:
+            break
+        lr = learning_rate(config, done)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss, scalars = task.loss(task.batch(step))
-        if not bool(torch.isfinite(loss)):
-            raise non_finite("loss", loss.item())
+        with runtime.autocast():
+            loss, scalars = task.loss(network, runtime.to_device(task.batch(step)))
+        agreed = distributed.mean_across_ranks([loss.item(), *scalars.values()])  # the whole batch's
+        if not math.isfinite(agreed[0]):
+            raise non_finite("loss", agreed[0])
+        scalars = dict(zip(scalars, agreed[1:]))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
         norm = gradient_norm(task.model)
-        if not bool(torch.isfinite(norm)):  # a finite loss can still back-propagate inf or NaN
+        # a finite loss can still back-propagate inf or NaN; under fp16 loss scaling the scaler skips that step
+        if not scaler.is_enabled() and not bool(torch.isfinite(norm)):
             raise non_finite("gradient norm", norm.item())
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         step += 1
         window_steps += 1
         for name, value in scalars.items():
@@ -204,19 +241,22 @@ def train_loop(
             elapsed = time.perf_counter() - start
             row = {"step": step, "time_s": round(elapsed, 3), "lr": lr}
             row |= {name: total / window_steps for name, total in sums.items()} | task.window_metrics()
-            history.append(row)
+            if main:
+                history.append(row)
             sums, window_steps = {}, 0
             emit(TrainEvent("log", step, config.steps, elapsed, progress(step, elapsed, config), row))
         if step % config.save_every == 0:
-            save()
+            if main:
+                save()
             last_saved = step
-    if last_saved != step or not (folder / task.state_file).exists():
+    if main and (last_saved != step or not (folder / task.state_file).exists()):
         save()
+    distributed.barrier()  # the folder is written before any rank goes on
     elapsed = time.perf_counter() - start
     emit(
         TrainEvent("end", step, config.steps, elapsed, progress(step, elapsed, config), history[-1] if history else {})
     )
-    return TrainResult(folder, step, elapsed, history)
+    return TrainResult(folder, step, elapsed, history, stopped=stop and done < 1.0)
 
 
 class VQVAETask(Task):
@@ -224,20 +264,27 @@ class VQVAETask(Task):
     (Razavi et al. 2019, Algorithm 1); each level's codebook terms, perplexity and codes used are
     logged under its own name (`level_key`)."""
 
-    def __init__(self, model: Model, images: torch.Tensor, config: TrainConfig, data_variance: float):
+    def __init__(
+        self,
+        model: Model,
+        images: torch.Tensor,
+        config: TrainConfig,
+        data_variance: float,
+        shard: distributed.Shard | None = None,
+    ):
         self.model, self.images, self.data_variance = model, images, data_variance
-        self.sampler = EpochSampler(images.shape[0], config.batch_size, config.seed)
+        self.sampler = EpochSampler(images.shape[0], config.batch_size, config.seed, shard)
         self.shift, self.seed = config.augment_shift, config.seed
         self.levels = level_names(model)
         self.window_counts = {level: torch.zeros(model.num_embeddings, dtype=torch.int64) for level in self.levels}
 
     def batch(self, step: int) -> torch.Tensor:
         x = self.images[self.sampler.rows(step)]
-        return random_shift(x, self.shift, self.seed, step) if self.shift else x
+        return random_shift(x, self.shift, self.seed, step, self.sampler.part) if self.shift else x
 
-    def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        out = self.model(x)
-        reconstruction = torch.nn.functional.mse_loss(out.x_hat, x)
+    def loss(self, network: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        out = network(x)
+        reconstruction = torch.nn.functional.mse_loss(out.x_hat.float(), x)
         loss = reconstruction / self.data_variance + sum(vq.loss for vq in out.levels)
         scalars = {"loss": loss.item(), "reconstruction_mse": reconstruction.item()}
         for level, vq in zip(self.levels, out.levels):
@@ -278,14 +325,18 @@ def train_vqvae(
     on_event: EventCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     data: Split | None = None,
+    runtime: Runtime | None = None,
 ) -> TrainResult:
     """Train a VQ-VAE (or a VQ-VAE-2, by the settings' type) into `folder`; with resume=True continue the
     run saved there exactly.
 
     Everything is checked (settings, data, batch size) before the first file is written. A run
     killed after its settings were saved but before its first save is resumed from step 0.
+    In a data-parallel run every rank calls it with its own `runtime`; rank 0 writes the folder.
     """
     folder = Path(folder)
+    runtime = runtime or Runtime()
+    shard = runtime.shard
     if not resume and (folder / ckpt.CONFIG).exists():
         raise TrainingError(f"{folder} already holds a checkpoint; resume it or choose another folder")
     saved = (folder / ckpt.TRAIN_STATE).exists()
@@ -304,13 +355,22 @@ def train_vqvae(
         data_variance = float(images.var()) or 1.0
     torch.manual_seed(train_config.seed)
     model = build_model(config)
-    task = VQVAETask(model, images, train_config, data_variance)
-    if not resume:
+    task = VQVAETask(model, images, train_config, data_variance, shard)
+    distributed.barrier()  # every rank has checked the folder before rank 0 writes to it
+    if not resume and shard.main:
         facts = DataFacts(data_variance, list(split.train.class_names), len(images))
         ckpt.save_config(folder, config, train_config, facts)
-    elif not saved:
+    elif resume and not saved:
         log.info("%s was stopped before its first save: training it from step 0 with its saved settings", folder)
-    result = train_loop(task, train_config, folder, resume=resume and saved, on_event=on_event, should_stop=should_stop)
+    result = train_loop(
+        task,
+        train_config,
+        folder,
+        resume=resume and saved,
+        on_event=on_event,
+        should_stop=should_stop,
+        runtime=runtime,
+    )
     log.info("trained %s to step %d in %.1f s", folder, result.step, result.elapsed_s)
     return result
 
@@ -322,18 +382,18 @@ class ClassifierTask(Task):
     state_file = ckpt.CLASSIFIER_STATE
     history_file = ckpt.CLASSIFIER_HISTORY
 
-    def __init__(self, model: Classifier, split: Split, config: TrainConfig):
+    def __init__(self, model: Classifier, split: Split, config: TrainConfig, shard: distributed.Shard | None = None):
         self.model, self.images, self.labels = model, split.train.images, split.train.labels
-        self.sampler = EpochSampler(len(self.images), config.batch_size, config.seed)
+        self.sampler = EpochSampler(len(self.images), config.batch_size, config.seed, shard)
         self.seed = config.seed
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         rows = self.sampler.rows(step)
-        return random_shift(self.images[rows], 2, self.seed, step), self.labels[rows]
+        return random_shift(self.images[rows], 2, self.seed, step, self.sampler.part), self.labels[rows]
 
-    def loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, network: torch.nn.Module, batch: tuple) -> tuple[torch.Tensor, dict[str, float]]:
         x, y = batch
-        loss = torch.nn.functional.cross_entropy(self.model(x), y)
+        loss = torch.nn.functional.cross_entropy(network(x).float(), y)
         return loss, {"loss": loss.item()}
 
     def save_weights(self, folder: Path, step: int, elapsed_s: float) -> None:
@@ -346,6 +406,7 @@ def train_classifier(
     steps: int = CLASSIFIER_STEPS,
     seed: int = 0,
     should_stop: Callable[[], bool] | None = None,
+    runtime: Runtime | None = None,
 ) -> Classifier:
     """Train the sample-scoring classifier on the train split (labels required) and save it beside the checkpoint.
     Stopped early (should_stop), it is not named in config.json, so it is not used and the next run trains it
@@ -354,7 +415,9 @@ def train_classifier(
     config = classifier_training(steps, seed)
     torch.manual_seed(seed)  # its first weights too, not only its dropout and batches
     model = Classifier(c, size, len(split.train.class_names))
-    result = train_loop(ClassifierTask(model, split, config), config, Path(folder), should_stop=should_stop)
-    if result.step >= steps:
+    runtime = runtime or Runtime()
+    task = ClassifierTask(model, split, config, runtime.shard)
+    result = train_loop(task, config, Path(folder), should_stop=should_stop, runtime=runtime)
+    if result.step >= steps and runtime.shard.main:
         ckpt.update_config(folder, classifier={"in_channels": c, "image_size": size, "num_classes": model.shape[2]})
-    return model.eval()
+    return model.cpu().eval()

@@ -169,8 +169,8 @@ def ours_step_flops(preset: Preset, split: Split, batch_size: int) -> int:
     """Floating-point operations of one training step of our model: forward, loss and backward."""
     task, _ = _ours(preset, split, batch_size)
     task.model.train()
-    task.loss(task.batch(0))  # the first batch initialises the codebook (k-means): not a step's cost
-    return _count(lambda: task.loss(task.batch(1))[0].backward())
+    task.loss(task.model, task.batch(0))  # the first batch initialises the codebook (k-means): not a step's cost
+    return _count(lambda: task.loss(task.model, task.batch(1))[0].backward())
 
 
 def plain_step_flops(preset: Preset, split: Split, batch_size: int) -> int:
