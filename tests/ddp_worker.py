@@ -17,7 +17,7 @@ import torch
 
 from vqvae import distributed
 from vqvae.config import preset
-from vqvae.data import load_split
+from vqvae.data import load_split, pixel_variance
 from vqvae.families import build_model
 from vqvae.runtime import pick_runtime
 from vqvae.train import VQVAETask, train_loop
@@ -43,7 +43,7 @@ def main(out: Path, steps: int) -> None:
         original(self, which, codes)
 
     kind._set_codes = counting
-    task = VQVAETask(model, split.train.images, training, float(split.train.images.var()), shard)
+    task = VQVAETask(model, split.train.images, training, pixel_variance(split.train.images), shard)
     folder = out / "folder"
     if shard.main:
         folder.mkdir(parents=True)

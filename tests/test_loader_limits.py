@@ -195,11 +195,26 @@ def test_an_image_over_the_pixel_cap_is_refused_from_its_header(tmp_path, monkey
     refuses(f"folder:{tmp_path}", message, PIXEL_LIMIT)
 
 
-def test_a_folder_too_large_for_memory_is_refused_from_the_image_headers(tmp_path):
-    """Each image is within the pixel cap; eleven of them as float32 RGB are not within 2 GiB."""
+def test_a_folder_too_large_for_memory_is_refused_whole_from_the_image_headers_and_streamed(tmp_path, monkeypatch):
+    """Each image is within the pixel cap; eleven of them as float32 RGB are not within 2 GiB. Loading them whole
+    is refused from the headers; a run reads them from a cache of the decoded images instead (image_cache.py)."""
     for i in range(11):
         write_blank_png(tmp_path / f"{i:02}.png", 4096, 4096)
-    refuses(f"folder:{tmp_path}", "would take 2.1 GiB in memory (11 images of 3 x 4096 x 4096)", LIMIT)
+    source = f"folder:{tmp_path}"
+    for load in (lambda: load_source(source), lambda: load_split(source, 8, 1, stream=False)):
+        with pytest.raises(DataError, match=r"would take 2\.1 GiB in memory \(11 images of 3 x 4096 x 4096\)"):
+            load()
+    assert count_images(source) == 11  # a run may start
+
+    class Streamed(Exception):
+        pass
+
+    def stand_in(path):  # the cache is asked for, and nothing has been decoded
+        raise Streamed(path)
+
+    monkeypatch.setattr(data, "cached_folder", stand_in)
+    with pytest.raises(Streamed):
+        load_split(source, 8, 1)
 
 
 def test_a_folder_source_does_not_follow_a_linked_file(tmp_path):

@@ -7,7 +7,7 @@ import torch
 
 from vqvae import checkpoint as ckpt
 from vqvae.config import DataFacts, PriorConfig
-from vqvae.data import load_split
+from vqvae.data import load_split, pixel_variance
 from vqvae.errors import TrainingError
 from vqvae.model import VQVAE
 from vqvae.prior import GatedPixelCNN
@@ -74,7 +74,7 @@ def vqvae_run(tiny, folder, digits):
     """What train_vqvae sets up, with its task at hand to be poisoned."""
     train = dataclasses.replace(tiny.train, steps=30, save_every=SAVE_EVERY)
     images = digits.train.images
-    variance = float(images.var())
+    variance = pixel_variance(images)
     facts = DataFacts(variance, list(digits.train.class_names), len(images))
     ckpt.save_config(folder, tiny.vqvae, train, facts)
     torch.manual_seed(train.seed)

@@ -88,6 +88,14 @@ def _train_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out exactly where it stopped")
     p.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation and analysis at the end")
     p.add_argument("--no-umap", action="store_true", help="analyse with PCA only (UMAP is slow to start)")
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        default=None,
+        help="read a folder:PATH source from a memory-mapped cache of its decoded images, batch by batch, rather "
+        "than load it whole [default: only a folder too large to load]",
+    )
+    p.add_argument("--workers", type=int, default=2, help="processes that read streamed batches ahead [default: 2]")
     _runtime_flags(p)
 
 
@@ -337,6 +345,8 @@ def _stopped(stop: SignalStop, saved: str, resume: str, shown: bool = True) -> i
 def cmd_train(args: argparse.Namespace) -> int:
     config, train_config = _run_settings(args)
     check_source(train_config.data, train_config.batch_size)
+    if not 0 <= args.workers <= 64:
+        raise VQVAEError("--workers must be between 0 and 64")
     from .jobs import Job, run
 
     with _process(args, train_config.batch_size) as runtime, SignalStop() as stop:
@@ -349,6 +359,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             analyse=not args.no_eval,
             with_umap=not args.no_umap,
             runtime=runtime,
+            stream=args.stream,
+            workers=args.workers,
         )
         outcome = run(job, _CommandLine(stop, args.out, runtime.shard.main), stop)
     if outcome.stopped:

@@ -13,14 +13,18 @@ from __future__ import annotations
 import torch
 
 from .checkpoint import Codes
-from .data import Split, random_shift
+from .data import Shifted, Split
 from .families import Model, level_names
+from .image_cache import StreamedImages
+
+Images = torch.Tensor | StreamedImages | Shifted  # (N, C, H, W) in [0, 1], read a slice at a time
 
 
 @torch.inference_mode()
-def encode_levels(model: Model, images: torch.Tensor, batch_size: int = 500) -> dict[str | None, torch.Tensor]:
+def encode_levels(model: Model, images: Images, batch_size: int = 500) -> dict[str | None, torch.Tensor]:
     """images (N, C, H, W) in [0, 1] -> each level's indices (N, h_i, w_i) int64, top first; the key None
-    for a VQ-VAE's one grid."""
+    for a VQ-VAE's one grid. The images are read a slice at a time (a tensor, or images streamed or shifted
+    as they are read)."""
     model.eval()
     names = level_names(model)
     batches = []
@@ -42,7 +46,7 @@ def extract_level_codes(
     split, top first; the key None for a VQ-VAE's one grid."""
     train = [encode_levels(model, split.train.images)]
     for copy in range(shifted_copies):
-        train.append(encode_levels(model, random_shift(split.train.images, shift, seed, step=-1 - copy)))
+        train.append(encode_levels(model, Shifted(split.train.images, shift, seed, step=-1 - copy)))
     labels = split.train.labels.repeat(1 + shifted_copies)
     test = encode_levels(model, split.test.images)
     return {

@@ -29,12 +29,15 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image
 
 from . import emoji
 from .cifar import IMAGE_DIMS, RECORD_BYTES, Cifar10, Placement
 from .errors import DataError
+from .fitting import fit_images
+from .image_cache import StreamedImages, cached_folder, folder_labels, read_image
 from .sources import (
+    MAX_DATASET_BYTES,
+    MAX_STREAMED_FILES,
     ImagesShape,
     NpyHeader,
     channels_last,
@@ -49,7 +52,6 @@ from .sources import (
     npz_layout,
     open_cifar10_source,
     open_idx,
-    open_image,
     open_npy,
     open_npz,
     parse_source,
@@ -65,7 +67,7 @@ MAX_CLASSES = 100_000  # as many as a prior can be conditioned on (PriorConfig.n
 
 @dataclass
 class Dataset:
-    images: torch.Tensor  # (N, C, H, W) float32 in [0, 1]
+    images: torch.Tensor | StreamedImages  # (N, C, H, W) float32 in [0, 1]; or read from a folder's cache as indexed
     labels: torch.Tensor  # (N,) int64; -1 where unlabelled
     class_names: list[str]
 
@@ -73,7 +75,8 @@ class Dataset:
         return self.images.shape[0]
 
     def subset(self, rows: torch.Tensor) -> Dataset:
-        return Dataset(self.images[rows], self.labels[rows], self.class_names)
+        images = self.images.select(rows) if isinstance(self.images, StreamedImages) else self.images[rows]
+        return Dataset(images, self.labels[rows], self.class_names)
 
 
 @dataclass
@@ -187,30 +190,18 @@ def _digit_names() -> list[str]:
     return [str(i) for i in range(10)]
 
 
-def _read_image(path: Path, folder: Path, size: tuple[int, int]) -> np.ndarray:
-    """One image file as (H, W, 3) uint8 RGB, resized to `size` (H, W) where it differs."""
-    with open_image(path, folder) as image:
-        pixels = np.asarray(image.convert("RGB"))
-        if pixels.shape[:2] != size:
-            pixels = np.asarray(Image.fromarray(pixels).resize(size[::-1], Image.BILINEAR))
-    return pixels
-
-
 def _folder(path: Path) -> Dataset:
     files = image_files(path)
     shape = folder_shape(path, files)  # from the headers, within the pixel and memory limits
-    parts = [f.relative_to(path).parts for f in files]
-    class_names = sorted({p[0] for p in parts if len(p) > 1})
+    labels, class_names = folder_labels(path, files)
     if len(class_names) > MAX_CLASSES:
         raise DataError(f"{path} has {len(class_names):,} class folders; at most {MAX_CLASSES:,} are read")
-    label_of = {name: i for i, name in enumerate(class_names)}
     images = _empty_images(shape)
     pixels = images.numpy().transpose(0, 2, 3, 1)  # (N, 3, H, W) seen as (N, H, W, 3)
     for i, file in enumerate(files):  # one image decoded at a time
-        pixels[i] = _read_image(file, path, (shape.height, shape.width))
+        pixels[i] = read_image(file, path, (shape.height, shape.width))
     _scale_and_clip(images, 255.0)
-    labels = [label_of[p[0]] if len(p) > 1 else -1 for p in parts]
-    return Dataset(images, torch.as_tensor(labels, dtype=torch.int64), class_names)
+    return Dataset(images, torch.as_tensor(labels), class_names)
 
 
 def _idx_images(path: Path) -> torch.Tensor:
@@ -353,17 +344,25 @@ def split(dataset: Dataset) -> Split:
 
 
 def fit(dataset: Dataset, image_size: int, channels: int) -> Dataset:
-    """Resize and convert to the model's image size and channel count."""
-    images = dataset.images
-    if channels == 1 and images.shape[1] != 1:
-        images = images[:, :3].mean(1, keepdim=True)  # (N, 3, H, W) -> (N, 1, H, W) grey
-    elif channels == 3 and images.shape[1] == 1:
-        images = images.expand(-1, 3, -1, -1)
-    elif channels == 3:
-        images = images[:, :3]  # drop an alpha channel
-    if images.shape[-2:] != (image_size, image_size):
-        images = torch.nn.functional.interpolate(images, size=(image_size, image_size), mode="bilinear", antialias=True)
-    return Dataset(images.clamp(0, 1).contiguous(), dataset.labels, dataset.class_names)
+    """Resize and convert to the model's image size and channel count (streamed images are, row by row, as read)."""
+    if isinstance(dataset.images, StreamedImages):
+        return dataset
+    return Dataset(fit_images(dataset.images, image_size, channels), dataset.labels, dataset.class_names)
+
+
+def pixel_variance(images: torch.Tensor | StreamedImages) -> float:
+    """The variance of every pixel value of the images (which scales equation 3's first term), summed in
+    float64 a few million values at a time: the same number whether the images are in memory or read
+    from a cache."""
+    total = total_squares = 0.0
+    chunk = max(1, CHUNK_BYTES // 8 // math.prod(images.shape[1:]))  # rows of about CHUNK_BYTES as float64
+    for start in range(0, len(images), chunk):
+        piece = images[start : start + chunk].double()
+        total += float(piece.sum())
+        total_squares += float(piece.square().sum())
+    count = images.shape[0] * images.shape[1] * images.shape[2] * images.shape[3]
+    mean = total / count
+    return max(0.0, total_squares / count - mean * mean) * count / max(count - 1, 1)
 
 
 def random_shift(x: torch.Tensor, shift: int, seed: int, step: int, part: slice | None = None) -> torch.Tensor:
@@ -374,15 +373,48 @@ def random_shift(x: torch.Tensor, shift: int, seed: int, step: int, part: slice 
     as it would be in one process.
     """
     part = part or slice(0, x.shape[0])
+    return shifted(x, shift, shift_offsets(part.stop, shift, seed, step)[part])
+
+
+def shift_offsets(count: int, shift: int, seed: int, step: int) -> torch.Tensor:
+    """(count, 2) offsets in [0, 2 shift] of a step's images, drawn from (seed, step) alone."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + step + 7_919)
-    offsets = torch.randint(0, 2 * shift + 1, (part.stop, 2), generator=generator)[part].tolist()
+    return torch.randint(0, 2 * shift + 1, (count, 2), generator=generator)
+
+
+def shifted(x: torch.Tensor, shift: int, offsets: torch.Tensor) -> torch.Tensor:
+    """Each image (B, C, H, W) cut from its edge-repeated padding at its offsets (B, 2)."""
     padded = torch.nn.functional.pad(x, (shift,) * 4, mode="replicate")  # (B, C, H + 2s, W + 2s)
     h, w = x.shape[-2:]
-    return torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets)])
+    return torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets.tolist())])
 
 
-def load_split(source: str, image_size: int, channels: int) -> Split:
-    """The train/test split of a named source, fitted to the model's image size and channels."""
+class Shifted:
+    """Images translated as random_shift(images, shift, seed, step) translates them, a slice at a time when
+    read: the translated copy of a set too large to hold twice (or streamed from its cache)."""
+
+    def __init__(self, images: torch.Tensor | StreamedImages, shift: int, seed: int, step: int):
+        self.images, self.shift = images, shift
+        self.offsets = shift_offsets(len(images), shift, seed, step)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, rows: slice) -> torch.Tensor:
+        return shifted(self.images[rows], self.shift, self.offsets[rows])
+
+
+def load_split(source: str, image_size: int, channels: int, stream: bool | None = None) -> Split:
+    """The train/test split of a named source, fitted to the model's image size and channels.
+
+    stream: read a folder: source's train split from its memory-mapped cache, batch by batch
+    (image_cache.py), rather than load it whole; None streams a folder too large to load (over
+    MAX_DATASET_BYTES as float images). The held-out split, a tenth, is loaded in memory either way."""
+    kind, path = parse_source(source)
+    if stream and kind != "folder":
+        raise DataError(f"only folder: sources are streamed from a cache; {source!r} is loaded whole")
+    if kind == "folder" and (stream or (stream is None and _too_large(path))):
+        return _streamed_split(path, image_size, channels)
     loaded = load_source(source, image_size)
     both = loaded if isinstance(loaded, Split) else split(loaded)
     del loaded  # the split holds copies: the whole need not stay
@@ -391,3 +423,25 @@ def load_split(source: str, image_size: int, channels: int) -> Split:
     fitted = ImagesShape(len(both.train) + len(both.test), channels, image_size, image_size)
     check_size(f"data source {source!r} at the model's {channels} x {image_size} x {image_size}", [fitted])
     return Split(train=fit(both.train, image_size, channels), test=fit(both.test, image_size, channels))
+
+
+def _too_large(path: Path) -> bool:
+    """Whether a folder's images, loaded as float, would take more than MAX_DATASET_BYTES (from their headers)."""
+    files = image_files(path, MAX_STREAMED_FILES)
+    return folder_shape(path, files, in_memory=False).nbytes > MAX_DATASET_BYTES
+
+
+def _streamed_split(path: Path, image_size: int, channels: int) -> Split:
+    """A folder's split, its train part read from the folder's cache as it is indexed, its test part in memory."""
+    cache = cached_folder(path)
+    if len(cache.class_names) > MAX_CLASSES:
+        raise DataError(f"{path} has {len(cache.class_names):,} class folders; at most {MAX_CLASSES:,} are read")
+    rows = np.arange(len(cache.labels))
+    whole = Dataset(
+        StreamedImages(cache.path, rows, image_size, channels), torch.as_tensor(cache.labels), cache.class_names
+    )
+    both = split(whole)
+    held_out = ImagesShape(len(both.test), channels, image_size, image_size)
+    check_size(f"the held-out tenth of {path} at the model's {channels} x {image_size} x {image_size}", [held_out])
+    test = Dataset(both.test.images[:], both.test.labels, both.test.class_names)
+    return Split(train=both.train, test=test)

@@ -66,6 +66,8 @@ class Job:
     prior: PriorJob | None = None
     finish_when_stopped: bool = False  # a stopped VQ-VAE is still evaluated and analysed
     runtime: Runtime = field(default_factory=Runtime)  # device, precision, and this process's rank
+    stream: bool | None = None  # read a folder: source from its cache batch by batch (None: when too large to load)
+    workers: int = 2  # processes that read and fit streamed batches ahead
 
 
 class Progress:
@@ -113,6 +115,8 @@ def run(job: Job, progress: Progress | None = None, should_stop: Callable[[], bo
             on_event=progress.events("vqvae"),
             should_stop=stopped,
             runtime=job.runtime,
+            stream=job.stream,
+            workers=job.workers,
         )
         progress.done("vqvae", outcome.vqvae)
         outcome.stopped = outcome.vqvae.stopped  # agreed by every rank

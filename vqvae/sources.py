@@ -49,7 +49,8 @@ INSTALLED = {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"), "datas
 SOURCES = "mnist5k, digits, fashion-mnist, emoji, folder:PATH, idx:DIR, npz:PATH or cifar10:PATH"
 PATH_KINDS = ("folder", "idx", "npz", "cifar10")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-MAX_IMAGE_FILES = 200_000
+MAX_IMAGE_FILES = 200_000  # a folder loaded whole
+MAX_STREAMED_FILES = 20_000_000  # a folder read from its cache (image_cache.py): bounded by the disk, not memory
 IDX_IMAGES = "*-images-idx3-ubyte*"
 NPZ_IMAGE_KEYS = ("images", "x", "x_train")
 NPZ_LABEL_KEYS = ("labels", "y", "y_train")
@@ -159,8 +160,8 @@ def _plain_file(path: Path) -> bool:
         return False
 
 
-def image_files(folder: Path) -> list[Path]:
-    """The image files of a folder source, sorted; none, or too many, is a DataError.
+def image_files(folder: Path, limit: int = MAX_IMAGE_FILES) -> list[Path]:
+    """The image files of a folder source, sorted; none, or more than `limit`, is a DataError.
 
     Links are never followed, to a file or to a folder: a source reads only what lies in it.
     (Path.rglob in Python 3.11 does not enter a linked folder, but it does follow a linked file.)
@@ -170,8 +171,9 @@ def image_files(folder: Path) -> list[Path]:
     files = []
     for parent, _, names in os.walk(folder):  # followlinks=False: a linked folder is not entered
         files += [path for name in names if _is_image(path := Path(parent, name))]
-        if len(files) > MAX_IMAGE_FILES:
-            raise DataError(f"{folder} holds more than {MAX_IMAGE_FILES} images; at most {MAX_IMAGE_FILES} are read")
+        if len(files) > limit:
+            streamed = " (streamed from its cache: see --stream)" if limit == MAX_IMAGE_FILES else ""
+            raise DataError(f"{folder} holds more than {limit:,} images; at most {limit:,} are read{streamed}")
     if not files:
         raise DataError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
     return sorted(files)
@@ -219,16 +221,18 @@ def _no_follow(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW)
 
 
-def folder_shape(folder: Path, files: list[Path]) -> ImagesShape:
+def folder_shape(folder: Path, files: list[Path], in_memory: bool = True) -> ImagesShape:
     """(N, 3, H, W) of a folder source as loaded (RGB; resized to the smallest side when sizes
-    differ), from each file's header; refused when over MAX_IMAGE_PIXELS or MAX_DATASET_BYTES."""
+    differ), from each file's header; refused when over MAX_IMAGE_PIXELS, or (loaded in memory
+    rather than streamed from its cache) over MAX_DATASET_BYTES."""
     sizes = set()
     for path in files:
-        with open_image(path, folder) as image:
+        with open_image(path, folder) as image:  # each checked against MAX_IMAGE_PIXELS
             sizes.add(image.size[::-1])  # (W, H) -> (H, W)
     height, width = sizes.pop() if len(sizes) == 1 else (min(min(s) for s in sizes),) * 2
     shape = ImagesShape(len(files), 3, height, width)
-    check_size(str(folder), [shape])
+    if in_memory:
+        check_size(str(folder), [shape])
     return shape
 
 
@@ -425,8 +429,8 @@ def count_images(source: str) -> int:
         return count_pictures()
     if path is None:
         return NAMED[kind]
-    if kind == "folder":
-        return folder_shape(path, image_files(path)).count
+    if kind == "folder":  # one too large to load is streamed from its cache (data.load_split)
+        return folder_shape(path, image_files(path, MAX_STREAMED_FILES), in_memory=False).count
     if kind == "idx" or kind in INSTALLED:
         return idx_source_shapes(path)[0].count
     if kind == "cifar10":

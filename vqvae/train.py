@@ -14,10 +14,11 @@ scale does not depend on the data set (as in the paper authors' Sonnet example).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,10 @@ from . import distributed
 from .atomic import remove_stale_temp_files
 from .classifier import Classifier
 from .config import CLASSIFIER_STEPS, DataFacts, TrainConfig, classifier_training
-from .data import Split, load_split, random_shift
+from .data import Split, load_split, pixel_variance, random_shift
 from .errors import CheckpointError, TrainingError
 from .families import Model, ModelSettings, build_model, level_key, level_names
+from .image_cache import StreamedImages
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,10 @@ class Task:
     def batch(self, step: int) -> Any:
         raise NotImplementedError
 
+    def batches(self, start: int) -> Iterator[Any]:
+        """The batches of steps start, start + 1, ... in order (a task may make them ahead, in other processes)."""
+        return map(self.batch, itertools.count(start))
+
     def loss(self, network: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         """The loss of `network` (the model, or DistributedDataParallel's wrapper of it) on a batch, to
         minimise, and the scalars to average over a log window."""
@@ -81,6 +87,19 @@ class Task:
 
     def save_weights(self, folder: Path, step: int, elapsed_s: float) -> None:
         raise NotImplementedError
+
+
+class ImageBatches(torch.utils.data.Dataset):
+    """The batch of training images of step s, as a data set a DataLoader's workers can read ahead: the
+    images of the sampler's rows, shifted as the step's seed says."""
+
+    def __init__(self, images: torch.Tensor | StreamedImages, sampler: EpochSampler, config: TrainConfig):
+        self.images, self.sampler = images, sampler
+        self.shift, self.seed = config.augment_shift, config.seed
+
+    def __getitem__(self, step: int) -> torch.Tensor:
+        x = self.images[self.sampler.rows(step)]
+        return random_shift(x, self.shift, self.seed, step, self.sampler.part) if self.shift else x
 
 
 class EpochSampler:
@@ -208,6 +227,7 @@ def train_loop(
         )
 
     last_saved, stop = step, False
+    batches = task.batches(step)
     while True:
         # every rank goes by rank 0's clock and stops when any rank is asked to (a signal reaches each
         # process on its own), so all take the same learning rate and the same number of steps
@@ -219,7 +239,7 @@ def train_loop(
         for group in optimizer.param_groups:
             group["lr"] = lr
         with runtime.autocast():
-            loss, scalars = task.loss(network, runtime.to_device(task.batch(step)))
+            loss, scalars = task.loss(network, runtime.to_device(next(batches)))
         agreed = distributed.mean_across_ranks([loss.item(), *scalars.values()])  # the whole batch's
         if not math.isfinite(agreed[0]):
             raise non_finite("loss", agreed[0])
@@ -262,25 +282,41 @@ def train_loop(
 class VQVAETask(Task):
     """Batches of training images and the loss of equation 3, summed over the levels of a hierarchy
     (Razavi et al. 2019, Algorithm 1); each level's codebook terms, perplexity and codes used are
-    logged under its own name (`level_key`)."""
+    logged under its own name (`level_key`). Images streamed from a folder's cache are read and fitted
+    ahead, in `workers` DataLoader processes."""
 
     def __init__(
         self,
         model: Model,
-        images: torch.Tensor,
+        images: torch.Tensor | StreamedImages,
         config: TrainConfig,
         data_variance: float,
         shard: distributed.Shard | None = None,
+        workers: int = 2,
     ):
-        self.model, self.images, self.data_variance = model, images, data_variance
-        self.sampler = EpochSampler(images.shape[0], config.batch_size, config.seed, shard)
-        self.shift, self.seed = config.augment_shift, config.seed
+        self.model, self.data_variance = model, data_variance
+        self.steps = ImageBatches(images, EpochSampler(images.shape[0], config.batch_size, config.seed, shard), config)
+        self.workers = workers if isinstance(images, StreamedImages) else 0
         self.levels = level_names(model)
         self.window_counts = {level: torch.zeros(model.num_embeddings, dtype=torch.int64) for level in self.levels}
 
     def batch(self, step: int) -> torch.Tensor:
-        x = self.images[self.sampler.rows(step)]
-        return random_shift(x, self.shift, self.seed, step, self.sampler.part) if self.shift else x
+        return self.steps[step]
+
+    def batches(self, start: int) -> Iterator[torch.Tensor]:
+        if not self.workers:
+            return super().batches(start)
+        # its own generator: a DataLoader seeds its workers from the global one otherwise, which would move the
+        # draws of the codebook's initialisation and restarts (the batches themselves draw nothing)
+        loader = torch.utils.data.DataLoader(
+            self.steps,
+            batch_size=None,
+            sampler=itertools.count(start),
+            num_workers=self.workers,
+            prefetch_factor=4,
+            generator=torch.Generator().manual_seed(0),
+        )
+        return iter(loader)
 
     def loss(self, network: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         out = network(x)
@@ -326,6 +362,8 @@ def train_vqvae(
     should_stop: Callable[[], bool] | None = None,
     data: Split | None = None,
     runtime: Runtime | None = None,
+    stream: bool | None = None,
+    workers: int = 2,
 ) -> TrainResult:
     """Train a VQ-VAE (or a VQ-VAE-2, by the settings' type) into `folder`; with resume=True continue the
     run saved there exactly.
@@ -333,6 +371,8 @@ def train_vqvae(
     Everything is checked (settings, data, batch size) before the first file is written. A run
     killed after its settings were saved but before its first save is resumed from step 0.
     In a data-parallel run every rank calls it with its own `runtime`; rank 0 writes the folder.
+    stream: read a folder: source from its cache batch by batch, made ahead by `workers` processes
+    (data.load_split; None: when it is too large to load).
     """
     folder = Path(folder)
     runtime = runtime or Runtime()
@@ -342,7 +382,7 @@ def train_vqvae(
     saved = (folder / ckpt.TRAIN_STATE).exists()
     if resume and not saved and (folder / ckpt.WEIGHTS).exists():
         raise CheckpointError(f"{folder} has no {ckpt.TRAIN_STATE} to resume from")
-    split = data or load_split(train_config.data, config.model.image_size, config.model.in_channels)
+    split = data or load_split(train_config.data, config.model.image_size, config.model.in_channels, stream)
     images = split.train.images
     if resume:
         recorded = ckpt.load_config(folder).data.data_variance
@@ -350,12 +390,12 @@ def train_vqvae(
             raise CheckpointError(f"{folder / ckpt.CONFIG} does not record the training data's variance to resume with")
         data_variance = recorded
     else:
-        if not bool(torch.isfinite(images).all()):
+        if isinstance(images, torch.Tensor) and not bool(torch.isfinite(images).all()):  # a cache holds bytes
             raise TrainingError("the training images hold NaN or Inf values")
-        data_variance = float(images.var()) or 1.0
+        data_variance = pixel_variance(images) or 1.0
     torch.manual_seed(train_config.seed)
     model = build_model(config)
-    task = VQVAETask(model, images, train_config, data_variance, shard)
+    task = VQVAETask(model, images, train_config, data_variance, shard, workers)
     distributed.barrier()  # every rank has checked the folder before rank 0 writes to it
     if not resume and shard.main:
         facts = DataFacts(data_variance, list(split.train.class_names), len(images))

@@ -20,7 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import Preset
-from ..data import Split
+from ..data import Split, pixel_variance
 from ..metrics import psnr_db
 from ..model import VQVAE
 from ..train import TrainEvent, VQVAETask, train_loop
@@ -48,7 +48,7 @@ def _ours(preset: Preset, split: Split, batch_size: int, **train_changes) -> tup
     train_config = dataclasses.replace(preset.train, batch_size=batch_size, **train_changes)
     torch.manual_seed(train_config.seed)
     images = split.train.images
-    task = VQVAETask(VQVAE(preset.vqvae), images, train_config, float(images.var()))
+    task = VQVAETask(VQVAE(preset.vqvae), images, train_config, pixel_variance(images))
     return task, train_config
 
 
