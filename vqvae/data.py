@@ -37,6 +37,7 @@ from .fitting import fit_images
 from .image_cache import StreamedImages, cached_folder, folder_labels, read_image
 from .sources import (
     MAX_DATASET_BYTES,
+    MAX_IMAGE_FILES,
     MAX_STREAMED_FILES,
     ImagesShape,
     NpyHeader,
@@ -192,7 +193,11 @@ def _digit_names() -> list[str]:
 
 def _folder(path: Path) -> Dataset:
     files = image_files(path)
-    shape = folder_shape(path, files)  # from the headers, within the pixel and memory limits
+    return _decoded_folder(path, files, folder_shape(path, files))  # from the headers, within the limits
+
+
+def _decoded_folder(path: Path, files: list[Path], shape: ImagesShape) -> Dataset:
+    """The folder's files decoded whole, one at a time, at the shape their headers gave."""
     labels, class_names = folder_labels(path, files)
     if len(class_names) > MAX_CLASSES:
         raise DataError(f"{path} has {len(class_names):,} class folders; at most {MAX_CLASSES:,} are read")
@@ -413,9 +418,16 @@ def load_split(source: str, image_size: int, channels: int, stream: bool | None 
     kind, path = parse_source(source)
     if stream and kind != "folder":
         raise DataError(f"only folder: sources are streamed from a cache; {source!r} is loaded whole")
-    if kind == "folder" and (stream or (stream is None and _too_large(path))):
+    if kind == "folder" and stream:
         return _streamed_split(path, image_size, channels)
-    loaded = load_source(source, image_size)
+    if kind == "folder" and stream is None:  # every header read once, to choose and then to load
+        files = image_files(path, MAX_STREAMED_FILES)
+        shape = folder_shape(path, files, in_memory=False)
+        if shape.nbytes > MAX_DATASET_BYTES or len(files) > MAX_IMAGE_FILES:
+            return _streamed_split(path, image_size, channels)
+        loaded = _decoded_folder(path, files, shape)
+    else:
+        loaded = load_source(source, image_size)
     both = loaded if isinstance(loaded, Split) else split(loaded)
     del loaded  # the split holds copies: the whole need not stay
     if len(both.train) == 0 or len(both.test) == 0:
@@ -423,12 +435,6 @@ def load_split(source: str, image_size: int, channels: int, stream: bool | None 
     fitted = ImagesShape(len(both.train) + len(both.test), channels, image_size, image_size)
     check_size(f"data source {source!r} at the model's {channels} x {image_size} x {image_size}", [fitted])
     return Split(train=fit(both.train, image_size, channels), test=fit(both.test, image_size, channels))
-
-
-def _too_large(path: Path) -> bool:
-    """Whether a folder's images, loaded as float, would take more than MAX_DATASET_BYTES (from their headers)."""
-    files = image_files(path, MAX_STREAMED_FILES)
-    return folder_shape(path, files, in_memory=False).nbytes > MAX_DATASET_BYTES
 
 
 def _streamed_split(path: Path, image_size: int, channels: int) -> Split:

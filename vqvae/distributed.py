@@ -76,10 +76,9 @@ def join(shard: Shard, device: torch.device) -> None:
     global _device
     if shard.world_size == 1 or dist.is_initialized():
         return
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
     _device = device
     if device.type == "cuda":
+        torch.cuda.set_device(device)
         dist.init_process_group("nccl", device_id=device)
     else:
         dist.init_process_group("gloo")
