@@ -47,7 +47,7 @@ from pages.reconstruct import UPLOAD_TYPES  # noqa: E402
 from vqvae.app.catalog import Catalog, label  # noqa: E402
 from vqvae.app.exposure import Exposure, exposure_for  # noqa: E402
 from vqvae.app.runs import RunManager  # noqa: E402
-from vqvae.config import every_level_name  # noqa: E402
+from vqvae.config import DEVICES, every_level_name  # noqa: E402
 from vqvae.errors import ExposureError  # noqa: E402
 
 PAGES = {
@@ -104,13 +104,17 @@ def build_app(
     runs_dir: Path | None = None,
     exposure: Exposure | None = None,
     data_root: Path = DATA_ROOT,
+    device: str = "auto",
 ):
-    """The whole app in one gr.Blocks: a checkpoint picker shared by a tab per page."""
+    """The whole app in one gr.Blocks: a checkpoint picker shared by a tab per page; its models compute on
+    `device` (auto: a GPU when there is one)."""
     runs_dir = runs_dir or ROOT / "runs"
     exposure = exposure or Exposure()
     catalog = Catalog(roots or (ROOT / "checkpoints", runs_dir), ROOT)
     runs = RunManager(runs_dir, data_root, uploads=Path(os.environ["GRADIO_TEMP_DIR"]))
-    shared = Shared(catalog, runs, THREADS_PER_REQUEST, training=exposure.training, owners=exposure.login is not None)
+    shared = Shared(
+        catalog, runs, THREADS_PER_REQUEST, device, training=exposure.training, owners=exposure.login is not None
+    )
     choices = catalog.choices()
     initial = checkpoint if checkpoint in choices else (choices[0] if choices else None)
     # uploads and rendered images older than an hour are deleted, hourly: the temp folder does not grow
@@ -218,14 +222,14 @@ def guards(demo: gr.Blocks) -> list[Middleware]:
     ]
 
 
-def warm_up(folder: Path) -> None:
+def warm_up(folder: Path, device: str = "auto") -> None:
     """Load torch, the checkpoint and its priors in the background once the page is being served,
     so the first visitor's page fills in sooner. A checkpoint that fails here fails again, with
     its message, when a page opens it."""
 
     def load() -> None:
         try:
-            explorer = explorers(THREADS_PER_REQUEST).open_explorer(folder)
+            explorer = explorers(THREADS_PER_REQUEST, device).open_explorer(folder)
             _ = explorer.heldout_bits  # cached on the explorer
             # what the first answer would load else: plotly's figure classes, and matplotlib,
             # which Gradio imports around every call
@@ -263,7 +267,22 @@ def main() -> None:
         help="the folder runs may read folder:, idx:, npz: and cifar10: sources from "
         f"[default: {DATA_ROOT.relative_to(ROOT)}]",
     )
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="where the models compute: a CUDA GPU if there is one, else Apple's MPS, else the CPU; runs started "
+        "from the Training page train on the CPU [default: auto]",
+    )
     args = parser.parse_args()
+    if args.device != "auto":  # a device asked for by name is checked before the app serves
+        from vqvae.errors import TrainingError
+        from vqvae.runtime import pick_device
+
+        try:
+            pick_device(args.device)
+        except TrainingError as error:
+            raise SystemExit(f"error: {error}") from None
     try:
         exposure = exposure_for(args.host, args.public, args.auth_file)
     except ExposureError as error:
@@ -272,9 +291,9 @@ def main() -> None:
     runs_dir = args.runs_dir.resolve()
     roots = tuple(dict.fromkeys((ROOT / "checkpoints", runs_dir, checkpoint.parent)))
     shown = label(checkpoint, ROOT)  # as the picker names it
-    demo = build_app(shown, roots, runs_dir, exposure=exposure, data_root=args.data_root)
+    demo = build_app(shown, roots, runs_dir, exposure=exposure, data_root=args.data_root, device=args.device)
     launch(demo, args.host, args.port, block=False, login=exposure.login)
-    warm_up(checkpoint)
+    warm_up(checkpoint, args.device)
     signal.signal(signal.SIGTERM, stop_serving)
     try:
         demo.block_thread()  # until Ctrl-C or SIGTERM

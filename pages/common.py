@@ -48,6 +48,7 @@ class Shared:
     catalog: Catalog
     runs: RunManager
     threads: int = 1  # torch's intra-op threads for each request
+    device: str = "auto"  # where the models compute: a GPU when there is one (runtime.pick_device)
     training: bool = True  # visitors may train (not in a public demo without a login)
     owners: bool = False  # a run is stopped only from the browser that started it (behind a login)
     picker: gr.Dropdown | None = None  # made by app.py, read by every page
@@ -72,7 +73,7 @@ class Shared:
     def explorer(self, choice: str, level: str | None = None) -> Explorer:
         """The chosen checkpoint, at `level` when it is a hierarchy with that level (else at its top level:
         a level left from another checkpoint, before the level choice has followed the picker)."""
-        explorer = explorers(self.threads).open_explorer(self.catalog.resolve(choice))
+        explorer = explorers(self.threads, self.device).open_explorer(self.catalog.resolve(choice))
         return explorer.at(level) if level in explorer.levels else explorer
 
 
@@ -83,11 +84,12 @@ def level_choice(shared: Shared, choice: str) -> gr.Radio:
 
 
 @functools.cache
-def explorers(threads: int) -> ModuleType:
+def explorers(threads: int, device: str = "auto") -> ModuleType:
     """vqvae.app.explorer, imported on first use, so the app serves its page before torch has loaded."""
     from vqvae.app import explorer
 
     explorer.use_threads(threads)
+    explorer.use_device(device)
     return explorer
 
 

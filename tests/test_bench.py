@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from vqvae.bench.baseline import PlainTrainer, PlainVQVAE
-from vqvae.bench.report import table
+from vqvae.bench.report import device_table, table
 from vqvae.bench.training import ours_step_flops
 from vqvae.config import preset
 from vqvae.data import Dataset, Split, load_split
@@ -103,3 +103,22 @@ def test_a_training_steps_flop_count_is_about_three_forward_passes():
     forward = _forward_flops(VQVAE(chosen.vqvae), torch.rand(16, 1, 28, 28))
     assert 2.5 * forward < counted < 3.5 * forward  # backward: a gradient for the weights and for the input
     assert ours_step_flops(chosen, _mnist_like(), batch_size=32) == 2 * counted
+
+
+def test_the_device_bench_measures_each_precision_and_sets_a_gpu_beside_the_cpu(tmp_path):
+    out = tmp_path / "device.json"
+    command = [sys.executable, "-m", "vqvae", "bench", "--device", "cpu", "--quick", "--no-app", "--json"]
+    result = subprocess.run([*command, "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    results = json.loads(result.stdout)
+    assert json.loads(out.read_text()) == results and results["device"].startswith("cpu")
+    mnist = results["training"]["mnist"]
+    assert mnist["batch_64_fp32"]["images_per_s"] > 0 and mnist["batch_64_bf16"]["images_per_s"] > 0
+    quality = results["precision"]
+    assert quality["steps"] == 6 and math.isfinite(quality["difference_db"])
+    assert 5 < quality["fp32_psnr_db"] < 40 and 5 < quality["bf16_psnr_db"] < 40
+    assert results["sampling"]["mnist_sample_64_s"] > 0
+    faster = json.loads(json.dumps(results))  # as if a GPU had trained 25 times as many images per second
+    faster["training"]["mnist"]["batch_64_fp32"]["images_per_s"] *= 25
+    shown = device_table(faster, reference=results)
+    assert "| training, mnist, batch 64, fp32 (images/s) |" in shown and "| 25.0x | >= 20x the 2-core CPU |" in shown

@@ -2,6 +2,10 @@
 float32, and a device or precision this machine cannot give, or a resume that would change a run's
 settings, is refused with one clear message before anything is written."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -90,3 +94,44 @@ def test_a_prior_resume_that_would_change_its_settings_is_refused(tmp_path, caps
     assert main([*prior, "--steps", "3", "--hidden", "16"]) == 0
     assert main(["train-prior", str(out), "--resume", "--steps", "6", "--hidden", "32"]) == 2
     assert "hidden_channels = 32 differs from the 16" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["evaluate", "checkpoints/mnist"],
+        ["analyse", "checkpoints/mnist", "--no-umap"],
+        ["reconstruct", "checkpoints/mnist", "--out", "OUT"],
+        ["sample", "checkpoints/mnist", "--out", "OUT"],
+        ["bench", "--quick"],
+    ],
+)
+def test_every_command_refuses_a_gpu_that_is_not_here_before_writing(tmp_path, capsys, command):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    root = Path(__file__).resolve().parents[1]
+    command = [str(root / part) if part.startswith("checkpoints/") else part for part in command]
+    command = [str(tmp_path / "out.png") if part == "OUT" else part for part in command]
+    before = ckpt.measured_files(root / "checkpoints" / "mnist")
+    assert main([*command, "--device", "cuda"]) == 2
+    assert "--device cuda was asked for, but no CUDA GPU is visible to PyTorch" in capsys.readouterr().err
+    assert not (tmp_path / "out.png").exists()
+    assert ckpt.measured_files(root / "checkpoints" / "mnist") == before
+
+
+def test_the_app_refuses_a_gpu_that_is_not_here_before_serving():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "app.py", "--device", "cuda", "--port", "1"], cwd=root, capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert "error: --device cuda was asked for, but no CUDA GPU is visible" in done.stderr
+
+
+def test_the_cpu_named_as_the_device_samples_what_auto_samples(tmp_path):
+    mnist = str(Path(__file__).resolve().parents[1] / "checkpoints" / "mnist")
+    for device in ("cpu", "auto"):
+        assert main(["sample", mnist, "--n", "8", "--out", str(tmp_path / f"{device}.png"), "--device", device]) == 0
+    assert (tmp_path / "cpu.png").read_bytes() == (tmp_path / "auto.png").read_bytes()

@@ -99,13 +99,24 @@ def _train_parser(commands: argparse._SubParsersAction) -> None:
     _runtime_flags(p)
 
 
-def _runtime_flags(p: argparse.ArgumentParser) -> None:
+def _device_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device",
         choices=DEVICES,
         default="auto",
         help="where to compute: a CUDA GPU if there is one, else Apple's MPS, else the CPU [default: auto]",
     )
+
+
+def _device(args: argparse.Namespace) -> Any:
+    """The torch.device of --device, refused with a clear message when it is not here."""
+    from .runtime import pick_device
+
+    return pick_device(args.device)
+
+
+def _runtime_flags(p: argparse.ArgumentParser) -> None:
+    _device_flag(p)
     p.add_argument(
         "--precision",
         choices=PRECISIONS,
@@ -124,6 +135,7 @@ def _evaluate_parser(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoint", type=Path, help="checkpoint folder")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    _device_flag(p)
 
 
 def _analyse_parser(commands: argparse._SubParsersAction) -> None:
@@ -136,6 +148,7 @@ def _analyse_parser(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoint", type=Path, help="checkpoint folder")
     p.add_argument("--no-umap", action="store_true", help="PCA only (UMAP is slow to start)")
+    _device_flag(p)
 
 
 def _reconstruct_parser(commands: argparse._SubParsersAction) -> None:
@@ -149,6 +162,7 @@ def _reconstruct_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=16, help="how many held-out images [default: 16]")
     p.add_argument("--scale", type=int, default=3, help="enlarge each pixel this many times [default: 3]")
     p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    _device_flag(p)
 
 
 def _train_prior_parser(commands: argparse._SubParsersAction) -> None:
@@ -211,6 +225,7 @@ def _sample_parser(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--scale", type=int, default=3, help="enlarge each pixel this many times [default: 3]")
     p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    _device_flag(p)
 
 
 def _bench_parser(commands: argparse._SubParsersAction) -> None:
@@ -228,6 +243,13 @@ def _bench_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--no-app", action="store_true", help="leave out the app's latency")
     p.add_argument("--out", type=Path, help="where to write the results [default: bench/results.json; none if --quick]")
     p.add_argument("--table", action="store_true", help="measure nothing: print the table of the saved results")
+    p.add_argument(
+        "--device",
+        choices=DEVICES,
+        help="measure this device instead (training images/s of the mnist and largest presets in each precision, "
+        "bf16 against fp32 held-out PSNR, sampling and app latency; vqvae/bench/device.py), written to "
+        "bench/device-TYPE.json [default: the comparison with the baseline above, on the CPU]",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -438,7 +460,7 @@ def _print_metrics(metrics: dict) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(args.checkpoint)
+    metrics = evaluate_checkpoint(args.checkpoint, device=_device(args))
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -449,7 +471,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_analyse(args: argparse.Namespace) -> int:
     from .analysis import analyse_checkpoint
 
-    analyses = analyse_checkpoint(args.checkpoint, with_umap=not args.no_umap)
+    analyses = analyse_checkpoint(args.checkpoint, with_umap=not args.no_umap, device=_device(args))
     first = next(iter(analyses.values()))
     projections = " and ".join(first.projections)
     levels = "" if None in analyses else f" of each level ({', '.join(analyses)})"
@@ -465,7 +487,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from .evaluate import reconstruction_pairs
     from .images import grid
 
-    loaded = load_checkpoint(args.checkpoint)
+    loaded = load_checkpoint(args.checkpoint, _device(args))
     model_config = loaded.config.model
     split = load_split(loaded.train_config.data, model_config.image_size, model_config.in_channels)
     pairs = reconstruction_pairs(loaded.model, split.test, args.n)
@@ -545,7 +567,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from .images import grid
     from .sampling import sample_images
 
-    loaded = load_checkpoint(args.checkpoint)
+    loaded = load_checkpoint(args.checkpoint, _device(args))
     levels = len(getattr(loaded.config, "level_names", [None]))
     temperatures = _temperatures(args.temperature, levels)
     images = sample_images(loaded, args.prior, args.n, args.label, temperatures, args.seed)
@@ -559,6 +581,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
 
+    if args.device is not None:
+        return _bench_device(args)
     if args.table:
         print(bench.table(bench.load(args.out or bench.RESULTS)))
         return 0
@@ -568,6 +592,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if out is not None:
         bench.save(results, out)
     print(json.dumps(results) if args.json else bench.table(results))
+    return 0
+
+
+def _bench_device(args: argparse.Namespace) -> int:
+    from . import bench
+    from .bench.device import DeviceBenchConfig, measure_device
+
+    chosen = _device(args)
+    config = DeviceBenchConfig.quick_run() if args.quick else DeviceBenchConfig()
+    results = measure_device(chosen, dataclasses.replace(config, app=not args.no_app))
+    out = args.out or (None if args.quick else bench.RESULTS.parent / f"device-{chosen.type}.json")
+    if out is not None:
+        bench.save(results, out)
+    cpu = bench.RESULTS.parent / "device-cpu.json"  # the reference a GPU's figures are divided by
+    reference = bench.load(cpu) if chosen.type != "cpu" and cpu.exists() else None
+    print(json.dumps(results) if args.json else bench.device_table(results, reference))
     return 0
 
 

@@ -128,7 +128,7 @@ def code_exemplars(view: LevelView, images: torch.Tensor, count: int = EXEMPLARS
     z_e = torch.cat([view.z_e(images[i : i + 500]) for i in range(0, len(images), 500)])  # (M, D, h, w)
     m, d, h, w = z_e.shape
     flat = z_e.permute(0, 2, 3, 1).reshape(-1, d)  # (M, D, h, w) -> (M*h*w, D)
-    codebook = view.quantizer.codebook
+    codebook = view.quantizer.codebook.detach().cpu()  # (K, D), where the z_e came back to
     indices = view.quantizer.indices(z_e).reshape(-1)  # (M*h*w,)
     distance = (flat - codebook[indices]).pow(2).sum(1)
     size, cell = tile_size(view), view.image_size // h
@@ -214,7 +214,7 @@ def analyse_view(
 ) -> Analysis:
     """One grid's analysis: its codes `indices` (M, h, w) of the held-out images, whose reconstructions from
     every level are `decoded` (M, C, H, W)."""
-    codebook = view.quantizer.codebook.detach().float()
+    codebook = view.quantizer.codebook.detach().float().cpu()
     k = view.num_embeddings
     usage, by_class = usage_counts(indices, test.labels, k, len(test.class_names) if (test.labels >= 0).any() else 0)
     exemplars, found = code_exemplars(view, test.images)
@@ -312,10 +312,12 @@ def _level_analysis(tensors: dict[str, torch.Tensor], path: Path, folder: Path, 
     return analysis
 
 
-def analyse_checkpoint(folder: str | Path, with_umap: bool = True) -> dict[str | None, Analysis]:
+def analyse_checkpoint(
+    folder: str | Path, with_umap: bool = True, device: torch.device | str = "cpu"
+) -> dict[str | None, Analysis]:
     """Compute and save a checkpoint folder's analysis on its data's held-out split: each level's, top first
-    (the key None for a VQ-VAE's one grid)."""
-    loaded = ckpt.load_checkpoint(folder)
+    (the key None for a VQ-VAE's one grid). The model computes on `device`."""
+    loaded = ckpt.load_checkpoint(folder, device)
     analyses = analyse_loaded(loaded, with_umap)
     save_level_analysis(Path(folder), analyses, fingerprint=ckpt.model_fingerprint(loaded.model))
     return analyses

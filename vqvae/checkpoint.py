@@ -233,8 +233,9 @@ def save_weights(folder: Path, model: Model, step: int, elapsed_s: float = 0.0) 
     write_tensors(Path(folder) / WEIGHTS, model.state_dict(), metadata=metadata)
 
 
-def load_checkpoint(folder: str | Path) -> Checkpoint:
-    """Rebuild the VQ-VAE (or VQ-VAE-2) from config.json and load its validated weights (eval mode)."""
+def load_checkpoint(folder: str | Path, device: torch.device | str = "cpu") -> Checkpoint:
+    """Rebuild the VQ-VAE (or VQ-VAE-2) from config.json and load its validated weights (eval mode), on
+    `device` (placement.py: it takes questions from the CPU all the same)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"no checkpoint folder at {folder}")
@@ -244,7 +245,7 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
     check_codebook(tensors, config, folder / WEIGHTS)
     check_state_dict(model, tensors, folder / WEIGHTS)
     model.load_state_dict(tensors)
-    model.eval()
+    model.to(device).eval()
     history = read_json(folder / HISTORY) if (folder / HISTORY).exists() else []
     metrics = read_json(folder / METRICS) if (folder / METRICS).exists() else {}
     if not isinstance(history, list) or not all(isinstance(entry, dict) for entry in history):
@@ -580,9 +581,15 @@ def prior_sections(level: str | None, prior: PriorConfig, train: TrainConfig) ->
     return {section: to_dict(prior), ("prior_train" if level is None else f"{section}_train"): to_dict(train)}
 
 
-def load_prior(folder: str | Path, level: str | None = None, *, fingerprint: str | None = None) -> GatedPixelCNN:
+def load_prior(
+    folder: str | Path,
+    level: str | None = None,
+    *,
+    fingerprint: str | None = None,
+    device: torch.device | str = "cpu",
+) -> GatedPixelCNN:
     """The learned prior of a checkpoint folder (of one level of a hierarchy), in eval mode, checked against
-    its VQ-VAE. fingerprint: of the codebooks the prior was made from (the VQ-VAE's; for a level, that
+    its VQ-VAE, on `device`. fingerprint: of the codebooks the prior was made from (the VQ-VAE's; for a level, that
     level's and those above it), read from the folder's weights when not given."""
     folder = Path(folder)
     config = load_prior_config(folder, level)[0]
@@ -605,4 +612,4 @@ def load_prior(folder: str | Path, level: str | None = None, *, fingerprint: str
         )
     check_state_dict(prior, tensors, path)
     prior.load_state_dict(tensors)
-    return prior.eval()
+    return prior.to(device).eval()

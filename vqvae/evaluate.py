@@ -19,6 +19,7 @@ from .files import prior_file
 from .hierarchy import VQVAE2
 from .metrics import bits_per_latent, mse, perplexity, psnr_db, ssim
 from .model import VQVAE
+from .placement import weights_device
 
 
 @torch.inference_mode()
@@ -68,7 +69,7 @@ def prior_metrics(
     fingerprint = ckpt.codebook_fingerprint(model.quantizer.embedding)
     codes = ckpt.load_codes(folder, model.config, fingerprint=fingerprint)
     h, w = model.latent_shape
-    compared = priors_to_compare(folder, model.config, codes.train, fingerprint)
+    compared = priors_to_compare(folder, model.config, codes.train, fingerprint, weights_device(model))
     conditional = compared["learned"].config.num_classes > 0
     result: dict[str, Any] = {}
     for name, prior in compared.items():
@@ -100,10 +101,11 @@ def prior_metrics(
     return result
 
 
-def evaluate_checkpoint(folder: str | Path, save: bool = True) -> dict[str, Any]:
-    """Evaluate a checkpoint folder on its data's held-out split; saves metrics.json unless told not to.
+def evaluate_checkpoint(folder: str | Path, save: bool = True, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Evaluate a checkpoint folder on its data's held-out split, its networks on `device`; saves metrics.json
+    unless told not to.
     A VQ-VAE-2's figures come from evaluate_levels.py."""
-    loaded = ckpt.load_checkpoint(folder)
+    loaded = ckpt.load_checkpoint(folder, device)
     if loaded.train_config is None:
         raise CheckpointError(f"{folder} does not say which data it was trained on, so it has no held-out split")
     source = loaded.train_config.data

@@ -22,6 +22,7 @@ from .data import Dataset, Split
 from .files import prior_file
 from .hierarchy import VQVAE2
 from .metrics import bits_per_latent, mse, perplexity, psnr_db, ssim
+from .placement import weights_device
 from .prior import GatedPixelCNN, UniformPrior, UnigramPrior
 
 BATCH = 250
@@ -64,9 +65,11 @@ def level_reconstruction_metrics(model: VQVAE2, data: Dataset) -> dict[str, Any]
 
 
 def load_level_priors(folder: Path, model: VQVAE2) -> dict[str, GatedPixelCNN]:
-    """The learned priors the folder has, by level, each checked against the codebooks it was made from."""
+    """The learned priors the folder has, by level, each checked against the codebooks it was made from, on the
+    model's device."""
+    device = weights_device(model)
     return {
-        level: ckpt.load_prior(folder, level, fingerprint=ckpt.model_fingerprint(model, level))
+        level: ckpt.load_prior(folder, level, fingerprint=ckpt.model_fingerprint(model, level), device=device)
         for level in model.level_names
         if (Path(folder) / prior_file(level)).exists()
     }

@@ -28,6 +28,7 @@ from torch import nn
 from .config import ModelConfig, VQVAE2Config
 from .model import Decoder, Encoder, ResidualBlock
 from .numerics import settle_vector_maths
+from .placement import on_weights
 from .quantizer import QuantizerOutput, make_quantizer
 
 
@@ -117,10 +118,12 @@ class VQVAE2(nn.Module):
             levels.append(self.quantizers[i](self._z_e(i, h, above)))
         return VQVAE2Output(self.decoder(torch.cat([levels[-1].z_q, above], dim=1)), levels)
 
+    @on_weights
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         """x: (B, C, H, W) float in [0, 1] -> indices of each level, top first. Never changes a codebook."""
         return self.encode_levels(x)[1]
 
+    @on_weights
     def encode_levels(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """x: (B, C, H, W) -> each level's z_e (B, D, h_i, w_i) and indices (B, h_i, w_i), top first."""
         z_es: list[torch.Tensor] = []
@@ -133,6 +136,7 @@ class VQVAE2(nn.Module):
             grids.append(self.quantizers[i].indices(z_es[-1]))
         return z_es, grids
 
+    @on_weights
     def decode_indices(self, grids: list[torch.Tensor]) -> torch.Tensor:
         """Each level's indices (B, h_i, w_i) int64 in [0, K), top first -> x_hat (B, C, H, W)."""
         self.check_grids(grids)

@@ -121,25 +121,25 @@ def run(job: Job, progress: Progress | None = None, should_stop: Callable[[], bo
         progress.done("vqvae", outcome.vqvae)
         outcome.stopped = outcome.vqvae.stopped  # agreed by every rank
     if main and job.evaluate and not halted():
-        outcome.metrics = _evaluate(job.folder, progress, "measuring the VQ-VAE on the held-out split")
+        outcome.metrics = _evaluate(job, progress, "measuring the VQ-VAE on the held-out split")
     if main and job.analyse and not halted():
         with_umap = job.with_umap and not stopped()
         progress.phase("analyse", "projecting the codebook" + (" (PCA and UMAP)" if with_umap else " (PCA)"))
-        outcome.analysis = analyse_checkpoint(job.folder, with_umap=with_umap)
+        outcome.analysis = analyse_checkpoint(job.folder, with_umap=with_umap, device=job.runtime.device)
         progress.done("analyse", outcome.analysis)
     if job.prior is not None and not distributed.agree(0.0, outcome.stopped or stopped())[1]:
         outcome.prior = _prior(job.folder, job.prior, progress, stopped, job.runtime)
         outcome.stopped = outcome.prior.stopped
         if main and job.evaluate and not halted():
             note = "measuring the VQ-VAE and its priors on the held-out split"
-            outcome.metrics = _evaluate(job.folder, progress, note)
+            outcome.metrics = _evaluate(job, progress, note)
     halted()
     return outcome
 
 
-def _evaluate(folder: Path, progress: Progress, note: str) -> dict[str, Any]:
+def _evaluate(job: Job, progress: Progress, note: str) -> dict[str, Any]:
     progress.phase("evaluate", note)
-    metrics = evaluate_checkpoint(folder)
+    metrics = evaluate_checkpoint(job.folder, device=job.runtime.device)
     progress.done("evaluate", metrics)
     return metrics
 

@@ -12,6 +12,7 @@ import torch
 
 from .families import Model
 from .hierarchy import VQVAE2
+from .placement import weights_device
 from .quantizer import _Quantizer
 
 
@@ -46,7 +47,8 @@ class LevelView:
         """images (M, C, H, W) -> this level's encoder output (M, D, h, w)."""
         if self.hierarchy:
             return self.model.encode_levels(images)[0][self.index]
-        return self.model.encoder(images)
+        device = weights_device(self.model)
+        return self.model.encoder(images.to(device)).to(images.device)
 
     @torch.inference_mode()
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:

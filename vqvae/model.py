@@ -16,6 +16,7 @@ from torch import nn
 
 from .config import ModelConfig, VQVAEConfig
 from .numerics import settle_vector_maths
+from .placement import on_weights
 from .quantizer import QuantizerOutput, make_quantizer
 
 
@@ -116,10 +117,12 @@ class VQVAE(nn.Module):
         vq = self.quantizer(self.encoder(x))
         return VQVAEOutput(x_hat=self.decoder(vq.z_q), vq=vq)
 
+    @on_weights
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) float in [0, 1] -> indices (B, h, w) int64. Never changes the codebook."""
         return self.quantizer.indices(self.encoder(x))
 
+    @on_weights
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """indices: (B, h, w) int64 in [0, K) -> x_hat (B, C, H, W)."""
         return self.decoder(self.quantizer.embed(indices))

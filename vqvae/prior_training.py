@@ -76,10 +76,10 @@ SHIFTED_COPIES = 4  # translated copies of the train split among the prior's gri
 
 
 def prepare_level_codes(
-    folder: Path, fingerprint: str, shifted_copies: int = SHIFTED_COPIES
+    folder: Path, fingerprint: str, shifted_copies: int = SHIFTED_COPIES, device: torch.device | str = "cpu"
 ) -> dict[str | None, ckpt.Codes]:
     """Every level's code grids (top first; the key None for a VQ-VAE's one), extracted from the folder's
-    VQ-VAE (fingerprint: of all its codebooks) and saved the first time they are asked for."""
+    VQ-VAE (fingerprint: of all its codebooks) on `device` and saved the first time they are asked for."""
     config = ckpt.load_config(folder).vqvae
     hierarchy = family_of(config) == "vqvae2"
     if (folder / ckpt.CODES).exists():
@@ -87,7 +87,7 @@ def prepare_level_codes(
             return ckpt.load_level_codes(folder, config, fingerprint=fingerprint)
         return {None: ckpt.load_codes(folder, config, fingerprint=fingerprint)}
     remove_stale_temp_files(folder, (ckpt.CODES,))
-    loaded = ckpt.load_checkpoint(folder)
+    loaded = ckpt.load_checkpoint(folder, device)
     model_config = loaded.config.model
     split = load_split(loaded.train_config.data, model_config.image_size, model_config.in_channels)
     shift = loaded.train_config.augment_shift
@@ -181,7 +181,7 @@ def train_prior(
     codebooks = ckpt.folder_codebooks(folder)  # the weights read once, for both fingerprints
     distributed.barrier()  # every rank has checked the folder before rank 0 writes to it
     if main:
-        codes = prepare_level_codes(folder, ckpt.fingerprint_through(codebooks))
+        codes = prepare_level_codes(folder, ckpt.fingerprint_through(codebooks), device=runtime.device)
     distributed.barrier()
     if not main:  # saved by rank 0 by now
         codes = prepare_level_codes(folder, ckpt.fingerprint_through(codebooks))

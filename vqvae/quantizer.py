@@ -34,6 +34,7 @@ from torch import nn
 from .config import QuantizerConfig
 from .distributed import from_main, rows_of_every_rank, sum_across_ranks
 from .metrics import perplexity
+from .placement import on_weights
 
 
 @dataclass
@@ -108,11 +109,13 @@ class _Quantizer(nn.Module):
         z = z_e.permute(0, 2, 3, 1).reshape(-1, z_e.shape[1])  # (B, D, h, w) -> (B*h*w, D)
         return F.normalize(z, dim=1) if self.config.cosine else z
 
+    @on_weights
     def indices(self, z_e: torch.Tensor) -> torch.Tensor:
         """Nearest-code indices (B, h, w) for z_e (B, D, h, w); never changes the codebook."""
         b, _, h, w = z_e.shape
         return nearest_code(self._flatten(z_e), self.codebook).view(b, h, w)
 
+    @on_weights
     def embed(self, indices: torch.Tensor) -> torch.Tensor:
         """Look codes up: indices (B, h, w) -> z_q (B, D, h, w)."""
         return self.codebook[indices].permute(0, 3, 1, 2).contiguous()  # (B, h, w, D) -> (B, D, h, w)

@@ -81,8 +81,8 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
 
 
 def pick_precision(name: str, device: torch.device) -> str:
-    """ "auto" is bf16 on a GPU that computes it natively, else fp32 (on a CPU bf16 is slower than
-    fp32 for these small convolutions; docs/speed.md). fp16 is refused off CUDA."""
+    """ "auto" is bf16 on a GPU that computes it natively, else fp32: a CPU without bf16 arithmetic of its
+    own (most laptops) runs bf16 slower than fp32 (docs/gpus-and-processes.md). fp16 is refused off CUDA."""
     if name not in PRECISIONS:
         raise TrainingError(f"unknown precision {name!r}: choose one of {', '.join(PRECISIONS)}")
     if name == "auto":

@@ -12,6 +12,7 @@ from .checkpoint import Checkpoint
 from .comparison import prior_named
 from .evaluate_levels import load_level_priors
 from .hierarchy import VQVAE2
+from .placement import weights_device
 from .prior import UniformPrior, UnigramPrior
 
 
@@ -33,7 +34,8 @@ def sample_images(
         return _hierarchy_samples(loaded, prior, n, label, temperatures, seed)
     fingerprint = ckpt.model_fingerprint(loaded.model)  # the weights are read once
     codes = ckpt.load_codes(loaded.path, loaded.config, fingerprint=fingerprint) if prior == "unigram" else None
-    chosen = prior_named(prior, loaded.path, loaded.config, fingerprint, None if codes is None else codes.train)
+    train = None if codes is None else codes.train
+    chosen = prior_named(prior, loaded.path, loaded.config, fingerprint, train, weights_device(loaded.model))
     labels = asked_labels(chosen.config.num_classes if prior == "learned" else 0, n, label)
     grids = chosen.sample(n, labels=labels, temperature=temperatures[0], seed=seed)
     return loaded.model.decode_indices(grids).clamp(0, 1)

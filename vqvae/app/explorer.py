@@ -28,6 +28,7 @@ from ..families import Codes, code_shapes, decode_codes, encode_codes
 from ..files import ANALYSIS
 from ..images import LabelledTiles, labelled_tiles, to_uint8
 from ..metrics import perplexity, psnr_db
+from ..runtime import pick_device
 from .forms import whole_number
 from .inputs import Fitting, fit_image, fitting_for
 from .levels import LevelsStudy, study_levels
@@ -109,14 +110,16 @@ class Sheet:
 class Explorer:
     """One checkpoint folder, loaded for interactive use (thread-safe reads)."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, device: torch.device | str = "cpu"):
+        """device: where the VQ-VAE and its learned priors compute (placement.py); pictures and codes stay on
+        the CPU."""
         self.folder = Path(folder)
         if not (self.folder / ANALYSIS).is_file():  # made once, by the command line: never inside a request
             named = f"{self.folder.parent.name}/{self.folder.name}"  # as the picker shows it, not the server's path
             raise CheckpointError(
                 f"{named} has no {ANALYSIS}, which the app reads: make it with `python -m vqvae analyse {named}`"
             )
-        self.checkpoint = ckpt.load_checkpoint(self.folder)
+        self.checkpoint = ckpt.load_checkpoint(self.folder, device)
         self.model = self.checkpoint.model.eval()
         self.analyses: dict[str | None, Analysis] = load_level_analysis(self.folder, self.model)
         self.level: str | None = next(iter(self.analyses))  # the level its grids and codebook are of: the top
@@ -616,6 +619,15 @@ def use_threads(threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
 
 
+def use_device(name: str) -> torch.device:
+    """Where the checkpoints opened from now on compute: "auto" is a CUDA GPU when there is one (else Apple's
+    MPS, else the CPU). A device that is not here is refused with the project's own message."""
+    global _device
+    _device = pick_device(name)
+    return _device
+
+
+_device = torch.device("cpu")
 _cache: dict[Path, tuple[tuple, Explorer]] = {}
 _lock = threading.Lock()
 WATCHED = (ckpt.CONFIG, ckpt.WEIGHTS, ANALYSIS, ckpt.METRICS)  # and every prior's weights
@@ -634,7 +646,7 @@ def open_explorer(folder: str | Path) -> Explorer:
         signature = _signature(folder)
         cached = _cache.get(folder)
         if cached is None or cached[0] != signature:
-            _cache[folder] = (_signature(folder), Explorer(folder))
+            _cache[folder] = (_signature(folder), Explorer(folder, _device))
             while len(_cache) > 4:
                 _cache.pop(next(iter(_cache)))
         return _cache[folder][1]

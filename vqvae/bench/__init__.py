@@ -1,6 +1,6 @@
 """The benchmark (`python -m vqvae bench`): our training, prior and app, measured beside a plain baseline."""
 
-from .report import table
+from .report import device_table, table
 from .run import RESULTS, BenchConfig, load, run, save
 
-__all__ = ["RESULTS", "BenchConfig", "load", "run", "save", "table"]
+__all__ = ["RESULTS", "BenchConfig", "device_table", "load", "run", "save", "table"]

@@ -231,6 +231,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=10, help="simultaneous clients (0: skip)")
     parser.add_argument("--rounds", type=int, default=4, help="calls per endpoint per simultaneous client")
     parser.add_argument("--checkpoint", default=CHECKPOINT, help=f"a shipped checkpoint [default: {CHECKPOINT}]")
+    parser.add_argument("--device", help="where the app's models compute (app.py --device) [default: the app's own]")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     table = calls(args.checkpoint)
@@ -238,7 +239,8 @@ def main() -> None:
 
     port = free_port()
     began = time.perf_counter()
-    with serving(port) as (process, cold_start_s):
+    app_args = ("--device", args.device) if args.device else ()
+    with serving(port, args=app_args) as (process, cold_start_s):
         client = connect(Client, port)
         client.predict(*table["reconstruct"][1](0), api_name="/reconstruct_heldout")  # waits for its loading
         results = {"cold_start_s": round(cold_start_s, 3), "first_answer_s": round(time.perf_counter() - began, 3)}

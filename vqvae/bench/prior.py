@@ -76,10 +76,12 @@ class HierarchyTimings:
     sample_s: float  # median over repeats: every level drawn by its learned prior, then decoded
 
 
-def time_hierarchy(folder: Path, repeats: int, images: int = 16, threads: int = 2) -> HierarchyTimings:
+def time_hierarchy(
+    folder: Path, repeats: int, images: int = 16, threads: int = 2, device: torch.device | str = "cpu"
+) -> HierarchyTimings:
     """`python -m vqvae sample`'s work on a VQ-VAE-2 with learned priors: `images` samples, every class in
-    turn, on `threads` threads."""
-    loaded = ckpt.load_checkpoint(folder)
+    turn, on `threads` threads (and `device`)."""
+    loaded = ckpt.load_checkpoint(folder, device)
     levels = len(loaded.model.level_names)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)

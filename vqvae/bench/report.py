@@ -125,3 +125,55 @@ def table(results: dict[str, Any]) -> str:
     if "app" in results:
         lines += _app_rows(results["app"])
     return "\n".join(lines)
+
+
+GPU_TARGETS = {"training": ">= 20x the 2-core CPU", "precision": "bf16 within 0.2 dB of fp32"}
+
+
+def _times(value: float, reference: float | None) -> str:
+    return "" if not reference else f"{value / reference:.1f}x"
+
+
+def _device_training_rows(training: dict[str, Any], reference: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, found in training.items():
+        if "error" in found:
+            rows.append(f"| training, {name} | not measured: {found['error']} | | |")
+            continue
+        cpu = reference.get(name, {})
+        for key, row in found.items():
+            if not isinstance(row, dict):
+                continue
+            batch, precision = key.removeprefix("batch_").split("_")
+            same = cpu.get(f"batch_{found['batch_size']}_fp32", {}).get("images_per_s")  # the CPU's own figure
+            rows.append(
+                f"| training, {name}, batch {batch}, {precision} (images/s) | {row['images_per_s']:.0f} "
+                f"| {_times(row['images_per_s'], same)} | {GPU_TARGETS['training'] if same else ''} |"
+            )
+    return rows
+
+
+def device_table(results: dict[str, Any], reference: dict[str, Any] | None = None) -> str:
+    """`bench --device`'s results, one row per measure; beside each training figure, its ratio to the
+    `reference` run's (the CPU's) figure of the same preset at the preset's batch in fp32."""
+    reference = reference or {}
+    q, sampling = results["precision"], results["sampling"]
+    lines = [
+        f"Measured with `python -m vqvae bench --device` on {results['device']}.",
+        "",
+        "| measure | this device | vs the CPU reference | target |",
+        "|---|---|---|---|",
+        *_device_training_rows(results["training"], reference.get("training", {})),
+        f"| held-out PSNR after {q['steps']} steps of the {q['preset']} preset, fp32 / bf16 | "
+        f"{q['fp32_psnr_db']:.2f} / {q['bf16_psnr_db']:.2f} dB ({q['difference_db']:+.2f} dB) | "
+        f"| {GPU_TARGETS['precision']} |",
+    ]
+    for name, seconds in sampling.items():
+        cpu = reference.get("sampling", {}).get(name)
+        faster = f"{cpu / seconds:.1f}x faster" if cpu else ""
+        lines.append(f"| {name.replace('_', ' ')} | {seconds:.3f} s | {faster} | |")
+    if "app" in results:
+        for row in _app_rows(results["app"]):  # measure, value, (baseline, ratio), target
+            cells = row.split("|")
+            lines.append(f"|{cells[1]}|{cells[2]}| |{cells[5]}|")
+    return "\n".join(lines)

@@ -148,11 +148,15 @@ def measure_training(config: BenchConfig) -> dict[str, Any]:
 def measure_app(config: BenchConfig) -> dict[str, Any]:
     """bench/app.py in a child process: cold start, the first answer, each endpoint's
     p50 / p95 one call at a time and with 10 clients at once, and the server's peak memory."""
-    command = [sys.executable, "-m", "vqvae.bench.app", "--json"]
-    if config.app_repeats is not None:
-        command += ["--repeats", str(config.app_repeats)]
+    options = [] if config.app_repeats is None else ["--repeats", str(config.app_repeats)]
     if config.quick:
-        command += ["--clients", "3", "--rounds", "1"]
+        options += ["--clients", "3", "--rounds", "1"]
+    return app_bench(options)
+
+
+def app_bench(options: list[str]) -> dict[str, Any]:
+    """`python -m vqvae.bench.app --json OPTIONS` in a child process: its results, or {"error": why}."""
+    command = [sys.executable, "-m", "vqvae.bench.app", "--json", *options]
     try:
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
         if result.returncode != 0:

@@ -21,8 +21,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import Preset
 from ..data import Split, pixel_variance
+from ..families import build_model
 from ..metrics import psnr_db
 from ..model import VQVAE
+from ..runtime import Runtime
 from ..train import TrainEvent, VQVAETask, train_loop
 from .baseline import PlainTrainer, PlainVQVAE, plain_psnr
 
@@ -48,7 +50,7 @@ def _ours(preset: Preset, split: Split, batch_size: int, **train_changes) -> tup
     train_config = dataclasses.replace(preset.train, batch_size=batch_size, **train_changes)
     torch.manual_seed(train_config.seed)
     images = split.train.images
-    task = VQVAETask(VQVAE(preset.vqvae), images, train_config, pixel_variance(images))
+    task = VQVAETask(build_model(preset.vqvae), images, train_config, pixel_variance(images))
     return task, train_config
 
 
@@ -57,17 +59,23 @@ def _mean_step(ticks: list[float]) -> float:
     return (ticks[-1] - ticks[0]) / (len(ticks) - 1)
 
 
-def ours_throughput(preset: Preset, split: Split, batch_size: int, warmup: int, steps: int) -> Throughput:
-    """Steps of our training loop (vqvae.train.train_loop, VQVAETask), timed between its stop checks."""
+def ours_throughput(
+    preset: Preset, split: Split, batch_size: int, warmup: int, steps: int, runtime: Runtime | None = None
+) -> Throughput:
+    """Steps of our training loop (vqvae.train.train_loop, VQVAETask), timed between its stop checks (on a
+    GPU, once its queued work is done), on `runtime`'s device and precision (the CPU in fp32 by default)."""
+    runtime = runtime or Runtime()
     task, train_config = _ours(preset, split, batch_size, steps=warmup + steps, log_every=25, save_every=10**6)
     ticks: list[float] = []
 
     def clock() -> bool:  # the loop asks once before each step
+        if runtime.device.type == "cuda":
+            torch.cuda.synchronize(runtime.device)
         ticks.append(time.perf_counter())
         return False
 
     with tempfile.TemporaryDirectory() as folder:
-        train_loop(task, train_config, Path(folder), should_stop=clock)
+        train_loop(task, train_config, Path(folder), should_stop=clock, runtime=runtime)
     ticks.append(time.perf_counter())  # (the final save comes after the last step, so it is not counted)
     measured = ticks[warmup:-1]
     step_s = _mean_step(measured)

@@ -29,6 +29,7 @@ from torch import nn
 
 from ..config import PriorConfig
 from ..numerics import settle_vector_maths
+from ..placement import on_weights
 from . import scoring
 from .attention import CausalSelfAttention
 from .draw import check_given, check_indices, check_sampling, generator, sample_categorical
@@ -237,6 +238,7 @@ class GatedPixelCNN(nn.Module):
     def latent_shape(self) -> tuple[int, int]:
         return self.config.latent_shape
 
+    @on_weights
     def forward(
         self, indices: torch.Tensor, labels: torch.Tensor | None = None, condition: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -249,6 +251,7 @@ class GatedPixelCNN(nn.Module):
             features = self.attention.over_grid(features)
         return self.head(features)
 
+    @on_weights
     def log_prob(
         self, indices: torch.Tensor, labels: torch.Tensor | None = None, condition: torch.Tensor | None = None
     ) -> torch.Tensor:
