@@ -151,8 +151,8 @@ def test_a_folder_from_before_families_were_named_loads_as_a_vqvae(trained):
 
 def test_a_family_this_version_does_not_know_is_refused_by_name(trained):
     raw = json.loads((trained / ckpt.CONFIG).read_text())
-    (trained / ckpt.CONFIG).write_text(json.dumps(raw | {"family": "speech"}))
-    with pytest.raises(CheckpointError, match="family 'speech', which this version cannot load"):
+    (trained / ckpt.CONFIG).write_text(json.dumps(raw | {"family": "video"}))
+    with pytest.raises(CheckpointError, match="family 'video', which this version cannot load"):
         ckpt.load_checkpoint(trained)
 
 

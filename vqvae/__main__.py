@@ -1,4 +1,4 @@
-"""`python -m vqvae <command>`: train, evaluate, analyse, reconstruct, train-prior, sample, bench.
+"""`python -m vqvae <command>`: train, evaluate, analyse, reconstruct, train-prior, sample, convert, bench.
 
 Each command imports what it needs (torch among it) only after its settings are checked, so a
 bad flag, a missing data folder or a batch larger than the data is refused in a fraction of a
@@ -228,6 +228,20 @@ def _sample_parser(commands: argparse._SubParsersAction) -> None:
     _device_flag(p)
 
 
+def _convert_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "convert",
+        help="say a recording's words in another speaker's voice (a speech model)",
+        description="Encode a WAV recording to a speech model's codes and decode them with another training "
+        "speaker's voice (van den Oord et al. 2017, section 4.3); writes a 16-kHz WAV file.",
+    )
+    p.add_argument("checkpoint", type=Path, help="checkpoint folder of a speech model")
+    p.add_argument("--wav", type=Path, required=True, help="the recording to convert (a WAV file, any rate)")
+    p.add_argument("--speaker", required=True, help="the voice to speak in: a training speaker's name or number")
+    p.add_argument("--out", type=Path, required=True, help="WAV file to write")
+    _device_flag(p)
+
+
 def _bench_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "bench",
@@ -264,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     _reconstruct_parser(commands)
     _train_prior_parser(commands)
     _sample_parser(commands)
+    _convert_parser(commands)
     _bench_parser(commands)
     return parser
 
@@ -488,6 +503,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from .images import grid
 
     loaded = load_checkpoint(args.checkpoint, _device(args))
+    if loaded.data.speaker_names:
+        raise VQVAEError(f"{args.checkpoint} is a speech model: hear its reconstructions with `convert`")
     model_config = loaded.config.model
     split = load_split(loaded.train_config.data, model_config.image_size, model_config.in_channels)
     pairs = reconstruction_pairs(loaded.model, split.test, args.n)
@@ -568,6 +585,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from .sampling import sample_images
 
     loaded = load_checkpoint(args.checkpoint, _device(args))
+    if loaded.data.speaker_names:
+        return _sample_speech(args, loaded)
     levels = len(getattr(loaded.config, "level_names", [None]))
     temperatures = _temperatures(args.temperature, levels)
     images = sample_images(loaded, args.prior, args.n, args.label, temperatures, args.seed)
@@ -575,6 +594,20 @@ def cmd_sample(args: argparse.Namespace) -> int:
     with torch.inference_mode():
         grid(images, columns=min(args.n, columns), scale=args.scale).save(args.out)
     print(f"wrote {args.out}")
+    return 0
+
+
+def _sample_speech(args: argparse.Namespace, loaded: Any) -> int:
+    """A speech model's samples: words drawn from its prior, decoded in its training speakers' voices in
+    turn, one after another in one WAV file."""
+    from .atomic import atomic_write_bytes
+    from .speech.sampling import sample_utterances
+    from .speech.synth import SAMPLE_RATE
+    from .speech.wav import wav_bytes
+
+    drawn = sample_utterances(loaded, args.prior, args.n, args.label, float(args.temperature), args.seed)
+    atomic_write_bytes(args.out, wav_bytes(drawn.joined().numpy(), SAMPLE_RATE))
+    print(f"wrote {args.out}: {args.n} utterances ({', '.join(drawn.said[:8])}{', ...' if args.n > 8 else ''})")
     return 0
 
 
@@ -592,6 +625,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if out is not None:
         bench.save(results, out)
     print(json.dumps(results) if args.json else bench.table(results))
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .speech.convert import convert_file
+    from .speech.synth import SAMPLE_RATE
+    from .speech.wav import wav_bytes
+
+    loaded = load_checkpoint(args.checkpoint, _device(args))
+    if loaded.data.speaker_names == []:
+        raise VQVAEError(f"{args.checkpoint} is not a speech model, so it has no voices to convert to")
+    done = convert_file(loaded, args.wav, args.speaker)
+    from .atomic import atomic_write_bytes
+
+    atomic_write_bytes(args.out, wav_bytes(done.wave.numpy(), SAMPLE_RATE))
+    print(f"wrote {args.out}: {args.wav.name} in the voice of {done.speaker} ({done.indices.numel()} codes)")
     return 0
 
 
@@ -618,6 +668,7 @@ COMMANDS = {
     "reconstruct": cmd_reconstruct,
     "train-prior": cmd_train_prior,
     "sample": cmd_sample,
+    "convert": cmd_convert,
     "bench": cmd_bench,
 }
 

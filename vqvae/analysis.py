@@ -327,6 +327,8 @@ def analyse_loaded(loaded: ckpt.Checkpoint, with_umap: bool = True) -> dict[str 
     """A loaded checkpoint's analysis (each level's) on its data's held-out split, computed and not saved."""
     if loaded.train_config is None:
         raise CheckpointError(f"{loaded.path} does not say which data it was trained on, so it has no held-out split")
+    if loaded.data.speaker_names:
+        raise CheckpointError(f"{loaded.path} is a speech model, which the app's image pages cannot show")
     model_config = loaded.config.model
     split = load_split(loaded.train_config.data, model_config.image_size, model_config.in_channels)
     return analyse_levels(loaded.model, split.test, with_umap=with_umap)

@@ -366,9 +366,9 @@ CODEBOOK = "quantizer.embedding"  # the codebook (K, D) in the VQ-VAE's weights
 
 def codebook_names(config: ModelSettings) -> dict[str | None, str]:
     """Where each level's codebook (K, D) is in the weights, top first; the key None for a VQ-VAE's one."""
-    if family_of(config) == "vqvae":
-        return {None: CODEBOOK}
-    return {level: f"quantizers.{i}.embedding" for i, level in enumerate(config.level_names)}
+    if family_of(config) == "vqvae2":
+        return {level: f"quantizers.{i}.embedding" for i, level in enumerate(config.level_names)}
+    return {None: CODEBOOK}
 
 
 def codebook_fingerprint(*codebooks: torch.Tensor) -> str:

@@ -137,6 +137,45 @@ class VQVAE2Config:
         return {name: (side, side) for name, side in zip(self.level_names, sides)}
 
 
+SPEECH_FRAMES = 128  # frames of log |STFT| in a speech clip (speech/features.py: 8 ms each, 1.016 s)
+
+
+@dataclass
+class SpeechModelConfig:
+    """The speech family (van den Oord et al. 2017, section 4.3): a 1-D encoder over SPEECH_FRAMES frames of
+    log |STFT| (speech/features.py) and a decoder told the speaker."""
+
+    downsample: int = 4  # spectrogram frames per code: 4 frames of 8 ms, a code every 32 ms
+    hidden_channels: int = 256
+    residual_channels: int = 128
+    num_residual_blocks: int = 2
+    num_speakers: int = 40  # the decoder's speaker embeddings: the training data's speakers
+    speaker_dim: int = 64
+
+    def __post_init__(self) -> None:
+        _check(self.downsample in (1, 2, 4, 8, 16), "downsample must be 1, 2, 4, 8 or 16 frames per code")
+        _check(1 <= self.hidden_channels <= 2048, "hidden_channels must be between 1 and 2048")
+        _check(1 <= self.residual_channels <= 2048, "residual_channels must be between 1 and 2048")
+        _check(0 <= self.num_residual_blocks <= 16, "num_residual_blocks must be between 0 and 16")
+        _check(1 <= self.num_speakers <= 100_000, "num_speakers must be between 1 and 100000")
+        _check(1 <= self.speaker_dim <= 1024, "speaker_dim must be between 1 and 1024")
+
+    @property
+    def codes_per_clip(self) -> int:
+        return SPEECH_FRAMES // self.downsample
+
+
+@dataclass
+class SpeechConfig:
+    model: SpeechModelConfig = field(default_factory=SpeechModelConfig)
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+
+    @property
+    def latent_shape(self) -> tuple[int, int]:
+        """The codes of a clip as a grid of one row (1, t): the shape the priors and the app read."""
+        return (1, self.model.codes_per_clip)
+
+
 @dataclass
 class PriorConfig:
     """The gated PixelCNN prior over code grids (section 3.3; van den Oord et al. 2016, section 2).
@@ -229,7 +268,8 @@ class DataFacts:
 
     data_variance: float | None = None  # the training images' pixel variance, which scales equation 3's first term
     class_names: list[str] = field(default_factory=list)  # empty: unlabelled data
-    train_images: int = 0  # images in the train split (0: not recorded)
+    train_images: int = 0  # images (or utterances) in the train split (0: not recorded)
+    speaker_names: list[str] = field(default_factory=list)  # a speech model's speakers, by embedding row
 
     @property
     def labelled(self) -> bool:
@@ -240,9 +280,10 @@ def data_facts_from_dict(data: Any) -> DataFacts:
     """Rebuild DataFacts from config.json's "extra"; a value of the wrong type raises ValueError naming it."""
     if not isinstance(data, dict):
         raise ValueError(f"extra must be an object, not {type(data).__name__}")
-    names = data.get("class_names")
-    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-        raise ValueError("extra.class_names must be a list of strings")
+    for key in ("class_names", "speaker_names"):
+        names = data.get(key)
+        if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise ValueError(f"extra.{key} must be a list of strings")
     for key in ("data_variance", "train_images"):
         value = data.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
@@ -250,8 +291,9 @@ def data_facts_from_dict(data: Any) -> DataFacts:
     variance = data.get("data_variance")
     return DataFacts(
         data_variance=None if variance is None else float(variance),
-        class_names=list(names or []),
+        class_names=list(data.get("class_names") or []),
         train_images=int(data.get("train_images") or 0),
+        speaker_names=list(data.get("speaker_names") or []),
     )
 
 
@@ -334,6 +376,16 @@ def vqvae2_config_from_dict(data: dict[str, Any]) -> VQVAE2Config:
         model=ModelConfig(**_checked(ModelConfig, data["model"], "vqvae2.model")),
         quantizer=QuantizerConfig(**_checked(QuantizerConfig, data["quantizer"], "vqvae2.quantizer")),
         levels=data["levels"],
+    )
+
+
+def speech_config_from_dict(data: dict[str, Any]) -> SpeechConfig:
+    """Rebuild a SpeechConfig; unknown, missing or mistyped keys and bad values raise ValueError."""
+    if not isinstance(data, dict) or set(data) != {"model", "quantizer"}:
+        raise ValueError("speech must be an object of exactly two sections, model and quantizer")
+    return SpeechConfig(
+        model=SpeechModelConfig(**_checked(SpeechModelConfig, data["model"], "speech.model")),
+        quantizer=QuantizerConfig(**_checked(QuantizerConfig, data["quantizer"], "speech.quantizer")),
     )
 
 
@@ -457,6 +509,17 @@ def _digits_tiny_2level() -> Preset:
     return Preset(vqvae=VQVAE2Config(tiny.vqvae.model, tiny.vqvae.quantizer, levels=2), train=tiny.train)
 
 
+def _speech_digits() -> Preset:
+    """Spoken digits from espeak-ng's voices (speech/synth.py): a code every 64 ms (8 frames of 8 ms), K = 512."""
+    return Preset(
+        vqvae=SpeechConfig(
+            model=SpeechModelConfig(downsample=8, num_speakers=40),
+            quantizer=QuantizerConfig(num_embeddings=512, embedding_dim=64, dead_code_steps=50, dead_code_usage=0.1),
+        ),
+        train=TrainConfig(data="speech-digits", minutes=10, batch_size=32, learning_rate=1e-3, augment_shift=0),
+    )
+
+
 PRESETS = {
     "mnist": _mnist,
     "fashion": _fashion,
@@ -467,6 +530,7 @@ PRESETS = {
     "fashion32-2level": _fashion32_2level,
     "digits-tiny": _digits_tiny,
     "digits-tiny-2level": _digits_tiny_2level,
+    "speech-digits": _speech_digits,
 }
 
 

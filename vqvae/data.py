@@ -50,6 +50,7 @@ from .sources import (
     idx_source_shapes,
     image_files,
     images_shape,
+    is_speech,
     npz_layout,
     open_cifar10_source,
     open_idx,
@@ -271,6 +272,8 @@ def load_source(source: str, image_size: int | None = None) -> Split | Dataset:
     """The named source as stored: a Dataset, or a Split when the source brings its own. A source
     drawn rather than read (emoji) is drawn at `image_size`, the model's; the others ignore it."""
     kind, path = parse_source(source)
+    if is_speech(source):
+        raise DataError(f"{source} holds speech, not images: train a speech model on it (--preset speech-digits)")
     if kind == "emoji":
         return _emoji(image_size or emoji.DEFAULT_SIZE)
     if path is None:

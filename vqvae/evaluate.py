@@ -15,6 +15,7 @@ from .config import TRAIN_NLL_GRIDS
 from .data import Dataset, Split, load_split
 from .errors import CheckpointError
 from .evaluate_levels import level_prior_metrics, level_reconstruction_metrics
+from .families import family_of
 from .files import prior_file
 from .hierarchy import VQVAE2
 from .metrics import bits_per_latent, mse, perplexity, psnr_db, ssim
@@ -109,17 +110,33 @@ def evaluate_checkpoint(folder: str | Path, save: bool = True, device: torch.dev
     if loaded.train_config is None:
         raise CheckpointError(f"{folder} does not say which data it was trained on, so it has no held-out split")
     source = loaded.train_config.data
+    if family_of(loaded.config) == "speech":
+        metrics = {"data": source, "split": "test"} | speech_checkpoint_metrics(loaded)
+        return _finished(Path(folder), loaded, metrics, save)
     split = load_split(source, loaded.config.model.image_size, loaded.config.model.in_channels)
     hierarchy = isinstance(loaded.model, VQVAE2)
     measure = level_reconstruction_metrics if hierarchy else reconstruction_metrics
     metrics = {"data": source, "split": "test"} | measure(loaded.model, split.test)
-    metrics["train_steps"] = loaded.step
-    metrics["train_time_s"] = round(loaded.train_time_s, 1)
     if hierarchy and any((Path(folder) / prior_file(level)).exists() for level in loaded.model.level_names):
         metrics["prior"] = level_prior_metrics(Path(folder), loaded.model, split)
     elif (Path(folder) / ckpt.PRIOR).exists():
         metrics["prior"] = prior_metrics(Path(folder), loaded.model, split)
-    metrics["measured"] = ckpt.measured_files(Path(folder))  # so a reader can tell they still hold
+    return _finished(Path(folder), loaded, metrics, save)
+
+
+def speech_checkpoint_metrics(loaded: ckpt.Checkpoint) -> dict[str, Any]:
+    from .speech.data import load_speech_split  # the speech family's, loaded only for it
+    from .speech.evaluate import speech_metrics
+
+    return speech_metrics(loaded.path, loaded.model, load_speech_split(loaded.train_config.data))
+
+
+def _finished(folder: Path, loaded: ckpt.Checkpoint, metrics: dict[str, Any], save: bool) -> dict[str, Any]:
+    """The figures with the training's length, and the fingerprints of the files they measured (so a
+    reader can tell they still hold); saved as metrics.json unless told not to."""
+    metrics["train_steps"] = loaded.step
+    metrics["train_time_s"] = round(loaded.train_time_s, 1)
+    metrics["measured"] = ckpt.measured_files(folder)
     if save:
-        ckpt.atomic_write_json(Path(folder) / ckpt.METRICS, metrics)
+        ckpt.atomic_write_json(folder / ckpt.METRICS, metrics)
     return metrics

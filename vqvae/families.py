@@ -10,12 +10,20 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from .config import VQVAE2Config, VQVAEConfig, vqvae2_config_from_dict, vqvae_config_from_dict
+from .config import (
+    SpeechConfig,
+    VQVAE2Config,
+    VQVAEConfig,
+    speech_config_from_dict,
+    vqvae2_config_from_dict,
+    vqvae_config_from_dict,
+)
 from .hierarchy import VQVAE2
 from .model import VQVAE
+from .speech.model import SpeechVQVAE
 
-ModelSettings = VQVAEConfig | VQVAE2Config
-Model = VQVAE | VQVAE2
+ModelSettings = VQVAEConfig | VQVAE2Config | SpeechConfig
+Model = VQVAE | VQVAE2 | SpeechVQVAE
 
 
 class Family(NamedTuple):
@@ -27,6 +35,7 @@ class Family(NamedTuple):
 FAMILIES = {
     "vqvae": Family(VQVAEConfig, vqvae_config_from_dict, VQVAE),  # van den Oord et al. 2017
     "vqvae2": Family(VQVAE2Config, vqvae2_config_from_dict, VQVAE2),  # Razavi et al. 2019
+    "speech": Family(SpeechConfig, speech_config_from_dict, SpeechVQVAE),  # van den Oord et al. 2017, 4.3
 }
 
 

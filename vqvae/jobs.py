@@ -31,6 +31,7 @@ from .classifier import load_classifier
 from .config import CLASSIFIER_STEPS, TrainConfig, VQVAEConfig
 from .data import load_split
 from .evaluate import evaluate_checkpoint
+from .family_data import training_data
 from .files import prior_stem
 from .prior_training import grid_count, train_prior
 from .runtime import Runtime
@@ -115,14 +116,17 @@ def run(job: Job, progress: Progress | None = None, should_stop: Callable[[], bo
             on_event=progress.events("vqvae"),
             should_stop=stopped,
             runtime=job.runtime,
-            stream=job.stream,
             workers=job.workers,
+            training=training_data(job.vqvae, job.train, job.stream),
         )
         progress.done("vqvae", outcome.vqvae)
         outcome.stopped = outcome.vqvae.stopped  # agreed by every rank
+    speech = ckpt.load_config(job.folder).family == "speech" if (job.folder / ckpt.CONFIG).exists() else False
+    if speech and job.evaluate and not distributed.agree(0.0, outcome.stopped or stopped())[1]:
+        _judges(job, progress, stopped)
     if main and job.evaluate and not halted():
         outcome.metrics = _evaluate(job, progress, "measuring the VQ-VAE on the held-out split")
-    if main and job.analyse and not halted():
+    if main and job.analyse and not speech and not halted():  # a speech model's analysis: not made yet
         with_umap = job.with_umap and not stopped()
         progress.phase("analyse", "projecting the codebook" + (" (PCA and UMAP)" if with_umap else " (PCA)"))
         outcome.analysis = analyse_checkpoint(job.folder, with_umap=with_umap, device=job.runtime.device)
@@ -135,6 +139,20 @@ def run(job: Job, progress: Progress | None = None, should_stop: Callable[[], bo
             outcome.metrics = _evaluate(job, progress, note)
     halted()
     return outcome
+
+
+def _judges(job: Job, progress: Progress, stopped: Callable[[], bool]) -> None:
+    """A speech model's word and speaker classifiers, trained once on its real training audio: the judges
+    of what its reconstructions and conversions keep (speech/classifier.py)."""
+    from .speech.classifier import load_judge, train_judge  # the speech family's, loaded only for it
+    from .speech.data import load_speech_split
+
+    train = None
+    for kind in ("word", "speaker"):
+        if load_judge(job.folder, kind) is None and not stopped():
+            progress.phase("classifier", f"training the {kind} classifier on the real training audio")
+            train = train or load_speech_split(ckpt.load_config(job.folder).train.data).train
+            progress.done("classifier", train_judge(job.folder, kind, train, should_stop=stopped, runtime=job.runtime))
 
 
 def _evaluate(job: Job, progress: Progress, note: str) -> dict[str, Any]:
@@ -179,7 +197,7 @@ def _prior(
             return result
     if distributed.agree(0.0, stopped())[1]:  # asked between two steps: on every rank, or on none
         return dataclasses.replace(result, stopped=True)
-    if labelled and job.classifier_steps and load_classifier(folder) is None:
+    if labelled and job.classifier_steps and settings.family != "speech" and load_classifier(folder) is None:
         progress.phase("classifier", "training the classifier that scores the prior's samples")
         model = settings.vqvae.model
         split = load_split(settings.train.data, model.image_size, model.in_channels)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -94,15 +95,21 @@ class VQVAEOutput:
         return [self.vq]
 
 
-class VQVAE(nn.Module):
-    def __init__(self, config: VQVAEConfig):
+class Autoencoder(nn.Module):
+    """An encoder, the quantiser and a decoder, built from settings of `model` and `quantizer` sections;
+    a family names its own encoder and decoder (an image's here, speech/model.py's for sound)."""
+
+    encoder_type: type[nn.Module]
+    decoder_type: type[nn.Module]
+
+    def __init__(self, config: Any):
         super().__init__()
         settle_vector_maths()
         self.config = config
         d = config.quantizer.embedding_dim
-        self.encoder = Encoder(config.model, d)
+        self.encoder = self.encoder_type(config.model, d)
         self.quantizer = make_quantizer(config.quantizer)
-        self.decoder = Decoder(config.model, d)
+        self.decoder = self.decoder_type(config.model, d)
 
     @property
     def num_embeddings(self) -> int:
@@ -111,6 +118,11 @@ class VQVAE(nn.Module):
     @property
     def latent_shape(self) -> tuple[int, int]:
         return self.config.latent_shape
+
+
+class VQVAE(Autoencoder):
+    encoder_type, decoder_type = Encoder, Decoder
+    config: VQVAEConfig
 
     def forward(self, x: torch.Tensor) -> VQVAEOutput:
         """x: (B, C, H, W) float in [0, 1]."""

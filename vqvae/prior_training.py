@@ -88,11 +88,17 @@ def prepare_level_codes(
         return {None: ckpt.load_codes(folder, config, fingerprint=fingerprint)}
     remove_stale_temp_files(folder, (ckpt.CODES,))
     loaded = ckpt.load_checkpoint(folder, device)
-    model_config = loaded.config.model
-    split = load_split(loaded.train_config.data, model_config.image_size, model_config.in_channels)
-    shift = loaded.train_config.augment_shift
-    copies = shifted_copies if shift else 0
-    codes = extract_level_codes(loaded.model, split, copies, shift, loaded.train_config.seed)
+    if family_of(config) == "speech":
+        from .speech.codes import extract_speech_codes  # the speech family's, loaded only for it
+        from .speech.data import load_speech_split
+
+        codes = {None: extract_speech_codes(loaded.model, load_speech_split(loaded.train_config.data))}
+    else:
+        model_config = loaded.config.model
+        split = load_split(loaded.train_config.data, model_config.image_size, model_config.in_channels)
+        shift = loaded.train_config.augment_shift
+        copies = shifted_copies if shift else 0
+        codes = extract_level_codes(loaded.model, split, copies, shift, loaded.train_config.seed)
     if hierarchy:
         ckpt.save_level_codes(folder, codes, fingerprint=fingerprint)
     else:

@@ -9,6 +9,9 @@ The grammar of `--data` lives here, and data.py reads what it names:
     idx:DIR       MNIST's own file format (`*-images-idx3-ubyte[.gz]`)
     npz:PATH      a NumPy archive with `images` (or `x`) and optional `labels`
     cifar10:PATH  CIFAR-10's binary distribution: cifar-10-binary.tar.gz, or the folder it unpacks to (cifar.py)
+and the speech family's (speech/data.py), whose counts are of utterances:
+    speech-digits the words zero ... nine spoken by espeak-ng's voices (Debian's espeak-ng)
+    wav:FOLDER    a folder of WAV recordings
 
 `count_images` tells how many images a source holds from file names and headers alone,
 so a run with a missing or empty data folder, or a batch larger than the data, is refused
@@ -26,6 +29,7 @@ import gzip
 import io
 import math
 import os
+import shutil
 import stat
 import warnings
 import zipfile
@@ -43,11 +47,13 @@ if TYPE_CHECKING:
     from PIL import Image
 
 # Images in each as shipped; None: counted from its files (emoji: from its cache, or by drawing them).
-NAMED = {"mnist5k": 5000, "digits": 1797, "fashion-mnist": None, "emoji": None}
+NAMED = {"mnist5k": 5000, "digits": 1797, "fashion-mnist": None, "emoji": None, "speech-digits": 2880}
 # Named sources a system package installs as IDX files: the folder, and the package that fills it.
 INSTALLED = {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"), "dataset-fashion-mnist")}
 SOURCES = "mnist5k, digits, fashion-mnist, emoji, folder:PATH, idx:DIR, npz:PATH or cifar10:PATH"
-PATH_KINDS = ("folder", "idx", "npz", "cifar10")
+SPEECH_SOURCES = "speech-digits or wav:FOLDER"
+PATH_KINDS = ("folder", "idx", "npz", "cifar10", "wav")
+SPEECH_KINDS = ("speech-digits", "wav")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 MAX_IMAGE_FILES = 200_000  # a folder loaded whole
 MAX_STREAMED_FILES = 20_000_000  # a folder read from its cache (image_cache.py): bounded by the disk, not memory
@@ -90,6 +96,8 @@ def parse_source(source: str) -> tuple[str, Path | None]:
 
         check_installed()  # the font and Unicode's list, each named with the package that installs it
         return kind, None
+    if kind == "speech-digits" and not arg and shutil.which("espeak-ng") is None:
+        raise DataError("speech-digits is spoken by espeak-ng, which is not installed: sudo apt-get install espeak-ng")
     if kind in NAMED and not arg:
         return kind, None
     if kind in PATH_KINDS and arg:
@@ -97,7 +105,12 @@ def parse_source(source: str) -> tuple[str, Path | None]:
         if not path.exists():
             raise DataError(f"no such file or folder: {path}")
         return kind, path
-    raise DataError(f"unknown data source {source!r}; use {SOURCES}")
+    raise DataError(f"unknown data source {source!r}; use {SOURCES} (or, for speech, {SPEECH_SOURCES})")
+
+
+def is_speech(source: str) -> bool:
+    """Whether a source holds speech (the speech family's) rather than images."""
+    return source.partition(":")[0] in SPEECH_KINDS
 
 
 class ImagesShape(NamedTuple):
@@ -436,6 +449,8 @@ def count_images(source: str) -> int:
     if kind == "cifar10":
         with open_cifar10_source(path) as cifar:
             return cifar.counts[0]
+    if kind == "wav":
+        return sum(1 for p in path.rglob("*") if p.suffix.lower() == ".wav")
     with open_npz(path) as archive:
         return npz_layout(archive, path).shape.count
 

@@ -297,6 +297,10 @@ class VQVAETask(Task):
         self.model, self.data_variance = model, data_variance
         self.steps = ImageBatches(images, EpochSampler(images.shape[0], config.batch_size, config.seed, shard), config)
         self.workers = workers if isinstance(images, StreamedImages) else 0
+        self.count_codes(model)
+
+    def count_codes(self, model: Model) -> None:
+        """Start counting each level's codes over a log window."""
         self.levels = level_names(model)
         self.window_counts = {level: torch.zeros(model.num_embeddings, dtype=torch.int64) for level in self.levels}
 
@@ -318,9 +322,14 @@ class VQVAETask(Task):
         )
         return iter(loader)
 
-    def loss(self, network: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def reconstruction(self, network: torch.nn.Module, x: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        """The network's output on a batch (its `levels` of quantiser outputs) and the mean squared
+        reconstruction error, the first term of equation 3 before it is divided by the data's variance."""
         out = network(x)
-        reconstruction = torch.nn.functional.mse_loss(out.x_hat.float(), x)
+        return out, torch.nn.functional.mse_loss(out.x_hat.float(), x)
+
+    def loss(self, network: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        out, reconstruction = self.reconstruction(network, batch)
         loss = reconstruction / self.data_variance + sum(vq.loss for vq in out.levels)
         scalars = {"loss": loss.item(), "reconstruction_mse": reconstruction.item()}
         for level, vq in zip(self.levels, out.levels):
@@ -364,9 +373,11 @@ def train_vqvae(
     runtime: Runtime | None = None,
     stream: bool | None = None,
     workers: int = 2,
+    training: Any = None,
 ) -> TrainResult:
     """Train a VQ-VAE (or a VQ-VAE-2, by the settings' type) into `folder`; with resume=True continue the
-    run saved there exactly.
+    run saved there exactly. training: its data and task (family_data.py; by default the images of
+    `data` or of the settings' source).
 
     Everything is checked (settings, data, batch size) before the first file is written. A run
     killed after its settings were saved but before its first save is resumed from step 0.
@@ -382,24 +393,21 @@ def train_vqvae(
     saved = (folder / ckpt.TRAIN_STATE).exists()
     if resume and not saved and (folder / ckpt.WEIGHTS).exists():
         raise CheckpointError(f"{folder} has no {ckpt.TRAIN_STATE} to resume from")
-    split = data or load_split(train_config.data, config.model.image_size, config.model.in_channels, stream)
-    images = split.train.images
+    training = training or ImageData(config, train_config, data, stream)
     if resume:
         recorded = ckpt.load_config(folder).data.data_variance
         if recorded is None:
             raise CheckpointError(f"{folder / ckpt.CONFIG} does not record the training data's variance to resume with")
         data_variance = recorded
     else:
-        if isinstance(images, torch.Tensor) and not bool(torch.isfinite(images).all()):  # a cache holds bytes
-            raise TrainingError("the training images hold NaN or Inf values")
-        data_variance = pixel_variance(images) or 1.0
+        data_variance = training.variance() or 1.0
+    config = training.fitted(config)
     torch.manual_seed(train_config.seed)
     model = build_model(config)
-    task = VQVAETask(model, images, train_config, data_variance, shard, workers)
+    task = training.task(model, train_config, data_variance, shard, workers)
     distributed.barrier()  # every rank has checked the folder before rank 0 writes to it
     if not resume and shard.main:
-        facts = DataFacts(data_variance, list(split.train.class_names), len(images))
-        ckpt.save_config(folder, config, train_config, facts)
+        ckpt.save_config(folder, config, train_config, training.facts(data_variance))
     elif resume and not saved:
         log.info("%s was stopped before its first save: training it from step 0 with its saved settings", folder)
     result = train_loop(
@@ -413,6 +421,32 @@ def train_vqvae(
     )
     log.info("trained %s to step %d in %.1f s", folder, result.step, result.elapsed_s)
     return result
+
+
+class ImageData:
+    """A VQ-VAE's (or VQ-VAE-2's) training images: their variance, what config.json records of them, and
+    the task that trains on them."""
+
+    def __init__(self, config: ModelSettings, train_config: TrainConfig, data: Split | None, stream: bool | None):
+        self.split = data or load_split(train_config.data, config.model.image_size, config.model.in_channels, stream)
+
+    def fitted(self, config: ModelSettings) -> ModelSettings:
+        """The settings as the data asks for them (an image model's are the preset's)."""
+        return config
+
+    def variance(self) -> float:
+        images = self.split.train.images
+        if isinstance(images, torch.Tensor) and not bool(torch.isfinite(images).all()):  # a cache holds bytes
+            raise TrainingError("the training images hold NaN or Inf values")
+        return pixel_variance(images)
+
+    def facts(self, data_variance: float) -> DataFacts:
+        return DataFacts(data_variance, list(self.split.train.class_names), len(self.split.train.images))
+
+    def task(
+        self, model: Model, config: TrainConfig, data_variance: float, shard: distributed.Shard, workers: int
+    ) -> VQVAETask:
+        return VQVAETask(model, self.split.train.images, config, data_variance, shard, workers)
 
 
 class ClassifierTask(Task):
