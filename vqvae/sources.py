@@ -138,7 +138,8 @@ def check_size(what: str, shapes: Iterable[ImagesShape]) -> None:
         sizes = " + ".join(f"{s.count:,} images of {s.channels} x {s.height} x {s.width}" for s in shapes)
         raise DataError(
             f"{what} would take {_gib(total)} in memory ({sizes}); "
-            f"at most {_gib(MAX_DATASET_BYTES)} of images are loaded: use fewer or smaller images"
+            f"at most {_gib(MAX_DATASET_BYTES)} of images are loaded: use fewer or smaller images, or save them as "
+            "image files for a folder: source, which is read from disk batch by batch"
         )
 
 
