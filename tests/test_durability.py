@@ -85,6 +85,23 @@ def test_a_prior_resumed_before_its_first_save_starts_again_from_step_0(tiny, tm
         assert same_tensors(base / name, killed / name), name
 
 
+def test_a_kill_between_the_last_train_state_and_its_weights_is_mended_by_the_resume(tiny, tmp_path):
+    """The last save writes the train state, then the weights: killed between the two, the folder holds the
+    final train state beside the weights of the save before; the resume, with no step left, writes them."""
+    train = dataclasses.replace(tiny.train, steps=10, save_every=5)
+    train_vqvae(tiny.vqvae, dataclasses.replace(train, steps=5), tmp_path / "early")
+    train_vqvae(tiny.vqvae, train, tmp_path / "straight")
+    killed = tmp_path / "killed"
+    shutil.copytree(tmp_path / "straight", killed)
+    shutil.copy(tmp_path / "early" / ckpt.WEIGHTS, killed / ckpt.WEIGHTS)  # step 5's, as the kill left them
+    assert ckpt.load_checkpoint(killed).step == 5
+
+    train_vqvae(tiny.vqvae, train, killed, resume=True)
+    assert ckpt.load_checkpoint(killed).step == 10
+    for name in (ckpt.WEIGHTS, ckpt.TRAIN_STATE):
+        assert same_tensors(tmp_path / "straight" / name, killed / name), name
+
+
 def test_weights_without_their_train_state_are_never_trained_over(tiny, tmp_path):
     train = dataclasses.replace(tiny.train, steps=5)
     train_vqvae(tiny.vqvae, train, tmp_path)

@@ -336,6 +336,8 @@ def test_the_training_pages_defaults_pass_the_size_checks():
 def test_a_hierarchy_preset_is_left_to_the_command_line():
     with pytest.raises(TrainingError, match="is a VQ-VAE-2, which trains from the command line"):
         plan_run(RunSettings(name="two", preset="emoji64-2level"))
+    with pytest.raises(TrainingError, match="is a speech model, which trains from the command line"):
+        plan_run(RunSettings(name="said", preset="speech-digits"))
 
 
 # --- the child's memory ------------------------------------------------------------------------

@@ -114,6 +114,16 @@ def read_header(path: Path) -> dict[str, Any]:
     return header
 
 
+def weights_step(path: Path) -> int | None:
+    """The training step a weights file records in its header; None when it is missing or records none."""
+    if not Path(path).exists():
+        return None
+    try:
+        return int((read_header(path).get("__metadata__") or {})["step"])
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return None
+
+
 def read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a safetensors file; any defect is a CheckpointError."""
     path = Path(path)

@@ -269,7 +269,10 @@ def train_loop(
             if main:
                 save()
             last_saved = step
-    if main and (last_saved != step or not (folder / task.state_file).exists()):
+    # a kill inside the last save, between the train state and the weights, leaves the weights of an earlier
+    # step beside the final train state: the resume that finds nothing left to train writes them again
+    written = (folder / task.state_file).exists() and ckpt.weights_step(folder / task.weights_file) == step
+    if main and (last_saved != step or not written):
         save()
     distributed.barrier()  # the folder is written before any rank goes on
     elapsed = time.perf_counter() - start

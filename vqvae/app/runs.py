@@ -40,6 +40,7 @@ from ..config import (
     CLASSIFIER_STEPS,
     PRESETS,
     PRIOR_MINUTES,
+    SpeechConfig,
     TrainConfig,
     VQVAEConfig,
     preset,
@@ -56,7 +57,8 @@ from .sizes import check_loadable
 
 log = logging.getLogger(__name__)
 
-# The presets a run started from the app may train: one-level models (a VQ-VAE-2 trains from the command line)
+# The presets a run started from the app may train: one-level image models (a VQ-VAE-2 or a speech model trains
+# from the command line)
 RUN_PRESETS = tuple(name for name in PRESETS if isinstance(preset(name).vqvae, VQVAEConfig))
 
 STATES = ("idle", "running", "stopping", "finished", "stopped", "failed")
@@ -136,8 +138,9 @@ def plan_run(settings: RunSettings, data_root: Path | None = None, uploads: Path
     """
     data = settings.data and allowed_source(settings.data, data_root, uploads)
     if settings.preset in PRESETS and settings.preset not in RUN_PRESETS:
+        kind = "a speech model" if isinstance(preset(settings.preset).vqvae, SpeechConfig) else "a VQ-VAE-2"
         raise TrainingError(
-            f"preset {settings.preset!r} is a VQ-VAE-2, which trains from the command line: "
+            f"preset {settings.preset!r} is {kind}, which trains from the command line: "
             f"python -m vqvae train --preset {settings.preset} --out FOLDER"
         )
     try:
