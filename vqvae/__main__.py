@@ -600,13 +600,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def _sample_speech(args: argparse.Namespace, loaded: Any) -> int:
     """A speech model's samples: words drawn from its prior, decoded in its training speakers' voices in
     turn, one after another in one WAV file."""
-    from .atomic import atomic_write_bytes
     from .speech.sampling import sample_utterances
-    from .speech.synth import SAMPLE_RATE
-    from .speech.wav import wav_bytes
 
-    drawn = sample_utterances(loaded, args.prior, args.n, args.label, float(args.temperature), args.seed)
-    atomic_write_bytes(args.out, wav_bytes(drawn.joined().numpy(), SAMPLE_RATE))
+    temperature = _temperatures(args.temperature, 1)[0]
+    drawn = sample_utterances(loaded, args.prior, args.n, args.label, temperature, args.seed)
+    _write_wav(args.out, drawn.joined())
     print(f"wrote {args.out}: {args.n} utterances ({', '.join(drawn.said[:8])}{', ...' if args.n > 8 else ''})")
     return 0
 
@@ -628,19 +626,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_convert(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint
-    from .speech.convert import convert_file
+def _write_wav(path: Path, wave: Any) -> None:
+    """A speech model's sound (T,) written atomically as a 16-kHz, 16-bit WAV file."""
+    from .atomic import atomic_write_bytes
     from .speech.synth import SAMPLE_RATE
     from .speech.wav import wav_bytes
 
+    atomic_write_bytes(path, wav_bytes(wave.numpy(), SAMPLE_RATE))
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .speech.convert import convert_file
+
     loaded = load_checkpoint(args.checkpoint, _device(args))
-    if loaded.data.speaker_names == []:
+    if not loaded.data.speaker_names:
         raise VQVAEError(f"{args.checkpoint} is not a speech model, so it has no voices to convert to")
     done = convert_file(loaded, args.wav, args.speaker)
-    from .atomic import atomic_write_bytes
-
-    atomic_write_bytes(args.out, wav_bytes(done.wave.numpy(), SAMPLE_RATE))
+    _write_wav(args.out, done.wave)
     print(f"wrote {args.out}: {args.wav.name} in the voice of {done.speaker} ({done.indices.numel()} codes)")
     return 0
 

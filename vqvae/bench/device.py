@@ -33,7 +33,7 @@ from ..runtime import Runtime
 from ..train import train_loop
 from .prior import time_hierarchy
 from .run import app_bench
-from .training import _ours, ours_throughput
+from .training import ours_task, ours_throughput
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def precision_quality(config: DeviceBenchConfig, device: torch.device) -> dict[s
     split = load_split(chosen.train.data, model_config.image_size, model_config.in_channels)
     result: dict[str, Any] = {"preset": "mnist", "steps": config.quality_steps}
     for precision in ("fp32", "bf16"):
-        task, train_config = _ours(
+        task, train_config = ours_task(
             chosen, split, chosen.train.batch_size, steps=config.quality_steps, minutes=None, save_every=10**6
         )
         start = time.perf_counter()

@@ -45,7 +45,7 @@ class TimeToQuality:
     cap_s: float  # training time after which it gave up
 
 
-def _ours(preset: Preset, split: Split, batch_size: int, **train_changes) -> tuple[VQVAETask, object]:
+def ours_task(preset: Preset, split: Split, batch_size: int, **train_changes) -> tuple[VQVAETask, object]:
     """Our model and task, built as train_vqvae builds them, with the preset's settings at this batch size."""
     train_config = dataclasses.replace(preset.train, batch_size=batch_size, **train_changes)
     torch.manual_seed(train_config.seed)
@@ -65,7 +65,7 @@ def ours_throughput(
     """Steps of our training loop (vqvae.train.train_loop, VQVAETask), timed between its stop checks (on a
     GPU, once its queued work is done), on `runtime`'s device and precision (the CPU in fp32 by default)."""
     runtime = runtime or Runtime()
-    task, train_config = _ours(preset, split, batch_size, steps=warmup + steps, log_every=25, save_every=10**6)
+    task, train_config = ours_task(preset, split, batch_size, steps=warmup + steps, log_every=25, save_every=10**6)
     ticks: list[float] = []
 
     def clock() -> bool:  # the loop asks once before each step
@@ -139,7 +139,7 @@ def ours_time_to_quality(
     preset: Preset, split: Split, batch_size: int, target_db: float, cap_s: float, every: int
 ) -> TimeToQuality:
     """Our trainer from a fresh start (the preset's schedule, at this batch size) until the target PSNR."""
-    task, train_config = _ours(preset, split, batch_size, log_every=every, save_every=10**6)
+    task, train_config = ours_task(preset, split, batch_size, log_every=every, save_every=10**6)
     watch = _QualityWatch(lambda: ours_psnr(task.model, split.test.images), target_db, cap_s)
     done = [False]
 
@@ -175,7 +175,7 @@ def _count(step: Callable[[], None]) -> int:
 
 def ours_step_flops(preset: Preset, split: Split, batch_size: int) -> int:
     """Floating-point operations of one training step of our model: forward, loss and backward."""
-    task, _ = _ours(preset, split, batch_size)
+    task, _ = ours_task(preset, split, batch_size)
     task.model.train()
     task.loss(task.model, task.batch(0))  # the first batch initialises the codebook (k-means): not a step's cost
     return _count(lambda: task.loss(task.model, task.batch(1))[0].backward())

@@ -108,7 +108,7 @@ def speech_metrics(folder: Any, model: SpeechVQVAE, split: SpeechSplit) -> dict[
     words, speakers = load_judge(folder, "word"), load_judge(folder, "speaker")
     count = len(split.training_speakers)
     targets = conversion_targets(test.speakers, count)
-    converted = decode_all(model, codes, targets)
+    converted = None if words is None and speakers is None else decode_all(model, codes, targets)
     if words is not None:
         metrics["word_accuracy_real"] = judge(words, test.waves, test.words).accuracy
         metrics["word_accuracy_reconstructed"] = judge(words, rebuilt, test.words).accuracy

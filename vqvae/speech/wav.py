@@ -31,7 +31,7 @@ def read_wav_bytes(data: bytes, name: str = "the file") -> tuple[np.ndarray, int
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         raise InputError(f"{name} is not a WAV file (it has no RIFF/WAVE header)")
     if len(data) > MAX_FILE_BYTES:
-        raise InputError(f"{name} is {len(data) / 2**20:.0f} MiB; a WAV file of at most {MAX_FILE_BYTES // 2**20} MiB")
+        raise InputError(_too_large(name, len(data)))
     fmt, samples = None, None
     at = 12
     while at + 8 <= len(data):
@@ -57,6 +57,10 @@ def read_wav_bytes(data: bytes, name: str = "the file") -> tuple[np.ndarray, int
         raise InputError(f"{name} lasts {frames / rate:.0f} s; a recording of at most {MAX_SECONDS:.0f} s")
     x = _decode(samples[: frames * width * channels], code, width).reshape(frames, channels).mean(axis=1)
     return x.astype(np.float32), rate
+
+
+def _too_large(name: str, size: int) -> str:
+    return f"{name} is {size / 2**20:.0f} MiB; a WAV file of at most {MAX_FILE_BYTES // 2**20} MiB"
 
 
 def _format(chunk: bytes, name: str) -> tuple[int, int, int, int]:
@@ -96,9 +100,7 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise InputError(
-                f"{path.name} is {size / 2**20:.0f} MiB; a WAV file of at most {MAX_FILE_BYTES // 2**20} MiB"
-            )
+            raise InputError(_too_large(path.name, size))
         data = path.read_bytes()
     except OSError as error:
         raise InputError(f"cannot read {path.name}: {error.strerror or error}") from error
